@@ -1,0 +1,24 @@
+# Two commands do all the set-up on a fresh machine: `make quickstart` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install quickstart test lint benchmark
+
+$(BIN)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(BIN)/.installed
+
+quickstart: install  ## train the lightweight CNN on the embedded digits set (~1-2 min on 2 CPU cores)
+	$(BIN)/python -m bird_jax.main --config=configs/quickstart.py --workdir=runs/quickstart
+
+test: install  ## lint + the whole test suite (8 fake CPU devices)
+	$(BIN)/ruff check bird_jax configs tests benchmarks
+	$(BIN)/pytest -n 2 --durations=15 tests
+
+benchmark: install  ## train-step throughput of every model on this machine
+	$(BIN)/python benchmarks/train_step_throughput.py

@@ -1,0 +1,3 @@
+"""bird_jax: efficient image classification in JAX/Flax."""
+
+__version__ = "0.1.0"

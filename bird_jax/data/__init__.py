@@ -1,0 +1,17 @@
+"""Input pipeline: dataset sources, Grain transforms, and device-placed train/eval batches."""
+
+from bird_jax.data.images import load_image
+from bird_jax.data.info import DatasetInfo
+from bird_jax.data.pipeline import TrainIterator, eval_batches, per_process_batch_size
+from bird_jax.data.sources import load_splits
+from bird_jax.data.transforms import preprocess_for_eval
+
+__all__ = [
+    "DatasetInfo",
+    "TrainIterator",
+    "eval_batches",
+    "load_image",
+    "load_splits",
+    "per_process_batch_size",
+    "preprocess_for_eval",
+]

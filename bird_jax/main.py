@@ -1,0 +1,50 @@
+"""Command line: train or evaluate one experiment.
+
+  python -m bird_jax.main --config=configs/convnext_tiny.py --workdir=runs/convnext_tiny
+  python -m bird_jax.main --config=configs/convnext_tiny.py:small --workdir=runs/small \
+      --config.batch_size=64
+  python -m bird_jax.main --mode=evaluate --workdir=runs/convnext_tiny --split=test \
+      --checkpoint=best
+
+Running the same train command again resumes from the latest checkpoint in the workdir.
+"""
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from bird_jax import evaluate, experiment, train
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file(
+    "config", None, "Experiment config file (configs/*.py[:variant]).", lock_config=True
+)
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard events and reports.")
+flags.DEFINE_enum("mode", "train", ["train", "evaluate"], "Train (and resume), or evaluate only.")
+flags.DEFINE_string("split", None, "evaluate: split to evaluate (default: config.data.eval_split).")
+flags.DEFINE_enum("checkpoint", "latest", ["latest", "best"], "evaluate: which checkpoint.")
+flags.mark_flag_as_required("workdir")
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    import jax
+
+    logging.info(
+        "JAX %s on %s (%d processes).", jax.__version__, jax.devices(), jax.process_count()
+    )
+    if FLAGS.mode == "train":
+        if FLAGS.config is None:
+            raise app.UsageError("--config is required to train.")
+        train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+        return
+    config = FLAGS.config or experiment.load_run_config(FLAGS.workdir)
+    split = FLAGS.split or config.data.eval_split
+    results = evaluate.evaluate_checkpoint(
+        config, FLAGS.workdir, split=split, which=FLAGS.checkpoint
+    )
+    print(" ".join(f"{k}={v:.4f}" for k, v in sorted(results.items())))
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,57 @@
+"""Model registry: every model is created by name with the same call."""
+
+import dataclasses
+import functools
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from bird_jax.models.common import Dtype
+from bird_jax.models.convnext import ARCHITECTURES, ConvNeXt
+from bird_jax.models.lightweight import LightweightCNN
+from bird_jax.models.vgg import CONVS_PER_STAGE, VGG
+
+# name -> Module class with its architecture bound; create_model adds the user's kwargs.
+_MODELS: dict[str, functools.partial[nn.Module]] = {
+    **{
+        name: functools.partial(VGG, convs_per_stage=convs)
+        for name, convs in CONVS_PER_STAGE.items()
+    },
+    "lightweight_cnn": functools.partial(LightweightCNN),
+    **{
+        f"convnext_{size}": functools.partial(ConvNeXt, depths=depths, dims=dims)
+        for size, (depths, dims) in ARCHITECTURES.items()
+    },
+}
+
+
+def list_models() -> list[str]:
+    """Sorted names accepted by `create_model`."""
+    return sorted(_MODELS)
+
+
+def model_kwargs(name: str) -> list[str]:
+    """Sorted keyword arguments that `create_model(name, ...)` accepts besides num_classes/dtype."""
+    constructor = _get(name)
+    fixed = {"parent", "name", "num_classes", "dtype", *constructor.keywords}
+    return sorted(f.name for f in dataclasses.fields(constructor.func) if f.name not in fixed)
+
+
+def create_model(name: str, *, num_classes: int, dtype: Dtype = jnp.float32, **kwargs) -> nn.Module:
+    """Builds model `name` with `num_classes` logits and compute dtype `dtype` (params float32).
+
+    Raises ValueError for an unknown name or a keyword argument the model does not take.
+    """
+    allowed = model_kwargs(name)
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"Model {name!r} got unexpected keyword argument(s) {unknown}; it accepts {allowed}."
+        )
+    return _get(name)(num_classes=num_classes, dtype=dtype, **kwargs)
+
+
+def _get(name: str) -> functools.partial[nn.Module]:
+    if name not in _MODELS:
+        raise ValueError(f"Unknown model {name!r}; known models: {', '.join(list_models())}.")
+    return _MODELS[name]

@@ -1,0 +1,41 @@
+"""Turns SIGTERM (preemption, `kill`) and Ctrl-C into a stop request the training loop honours."""
+
+import signal
+import threading
+import types
+
+from absl import logging
+
+
+class StopRequest:
+    """Context manager: while active, SIGTERM/SIGINT set `requested` instead of killing the run.
+
+    The loop checks `requested` after every step, saves a checkpoint and returns. A second Ctrl-C
+    while a stop is already pending falls back to the default behaviour (immediate exit).
+    """
+
+    def __init__(self, signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)):
+        self._signals = signals
+        self._previous: dict[int, object] = {}
+        self.requested = False
+        self.signum: int | None = None
+
+    def _handle(self, signum: int, frame: types.FrameType | None) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        logging.warning(
+            "Received %s: saving a checkpoint and stopping.", signal.Signals(signum).name
+        )
+        self.requested = True
+        self.signum = signum
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            for sig in self._signals:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()

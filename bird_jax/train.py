@@ -1,0 +1,197 @@
+"""The training loop. Reads top to bottom: setup, input, model, checkpoints, update, loop."""
+
+import json
+import os
+import signal
+
+import flax.jax_utils
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from bird_jax import data, experiment, reporting
+from bird_jax.checkpoints import RunCheckpoints
+from bird_jax.evaluate import evaluate, make_eval_step, write_eval_summaries
+from bird_jax.precision import get_policy
+from bird_jax.signals import StopRequest
+from bird_jax.train_step import make_train_step, replicate
+from bird_jax.writers import create_writer, periodic_actions
+
+
+def _flat_hparams(config: ml_collections.ConfigDict, prefix: str = "") -> dict:
+    """Scalar config values as a flat {'a.b': value} dict for TensorBoard's hparams tab."""
+    flat = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, ml_collections.ConfigDict):
+            flat.update(_flat_hparams(value, f"{name}."))
+        elif isinstance(value, (bool, int, float, str)):
+            flat[name] = value
+        elif isinstance(value, (tuple, list)):
+            flat[name] = str(value)
+    return flat
+
+
+def _validate(config: ml_collections.ConfigDict) -> None:
+    """Fails before any work when the batch cannot be split as configured."""
+    per_device, remainder = divmod(config.batch_size, jax.device_count())
+    if remainder or per_device == 0:
+        raise ValueError(
+            f"batch_size={config.batch_size} must be a positive multiple of the "
+            f"{jax.device_count()} devices."
+        )
+    if per_device % config.grad_accum_steps:
+        raise ValueError(
+            f"The per-device batch {per_device} (batch_size / devices) is not divisible by "
+            f"grad_accum_steps={config.grad_accum_steps}."
+        )
+    get_policy(config.precision)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+    """Trains (or resumes) the run in `workdir`; returns the final evaluation metrics."""
+    # ------------------------------------------------------------------ Setup
+    _validate(config)
+    is_chief = jax.process_index() == 0
+    os.makedirs(workdir, exist_ok=True)
+    writer = create_writer(workdir, just_logging=not is_chief)
+
+    # ------------------------------------------------------------------ Input
+    info = data.load_splits(config.data)
+    class_names = info.class_names
+    num_train = info.num_examples(config.data.train_split)
+    if is_chief:
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(config.to_json_best_effort(indent=2))
+        with open(os.path.join(workdir, "labels.json"), "w") as f:
+            json.dump(class_names, f, indent=2)
+    train_iter = data.TrainIterator(
+        info, config.data, global_batch_size=config.batch_size, seed=config.seed
+    )
+
+    # ------------------------------------------------------------------ Model and state
+    exp = experiment.build(config, class_names, num_train)
+    num_steps = exp.num_train_steps
+    logging.info(
+        "%s: %d classes, %d train images, %d steps of batch %d.",
+        config.model_name,
+        len(class_names),
+        num_train,
+        num_steps,
+        config.batch_size,
+    )
+
+    # ------------------------------------------------------------------ Checkpoints
+    ckpts = RunCheckpoints(
+        workdir,
+        metadata=experiment.run_metadata(config, class_names),
+        max_to_keep=config.max_to_keep,
+    )
+    state = exp.state
+    restored = ckpts.restore(state)
+    if restored is not None:
+        state, data_state = restored
+        train_iter.set_state(data_state)
+    start_step = int(state.step)
+    state = replicate(state)
+
+    # ------------------------------------------------------------------ Update and eval steps
+    p_train_step = make_train_step(
+        model=exp.model,
+        tx=exp.tx,
+        schedule=exp.schedule,
+        grad_accum_steps=config.grad_accum_steps,
+        label_smoothing=config.label_smoothing,
+        ema_decay=config.ema_decay,
+        loss_scaling=get_policy(config.precision).loss_scaling,
+    )
+    p_eval_step = make_eval_step(exp.model, len(class_names))
+
+    def run_eval(step: int) -> dict[str, float]:
+        batches = data.eval_batches(
+            info, config.data, config.data.eval_split, global_batch_size=config.eval_batch_size
+        )
+        variables = state.eval_variables(config.eval_with_ema)
+        results, confusion = evaluate(p_eval_step, variables, batches)
+        report = reporting.classification_report(confusion, class_names)
+        results["macro_f1"] = float(report["macro_f1"])
+        if is_chief:
+            write_eval_summaries(
+                writer,
+                workdir,
+                step,
+                config.data.eval_split,
+                results,
+                report,
+                confusion,
+                class_names,
+            )
+        return results
+
+    # ------------------------------------------------------------------ Loop
+    hooks = []
+    if is_chief:
+        writer.write_hparams(_flat_hparams(config))
+        writer.write_texts(start_step, {"config": f"```\n{config}\n```"})
+        hooks.append(
+            periodic_actions.ReportProgress(
+                num_train_steps=num_steps, writer=writer, every_steps=config.log_every_steps
+            )
+        )
+        if config.profile:
+            hooks.append(periodic_actions.Profile(logdir=workdir, num_profile_steps=5))
+
+    logging.info("Training from step %d to %d.", start_step, num_steps)
+    train_metrics = None
+    results: dict[str, float] = {}
+    with StopRequest() as stop:
+        for step in range(start_step + 1, num_steps + 1):
+            with jax.profiler.StepTraceAnnotation("train", step_num=step):
+                batch = next(train_iter)
+                state, metrics = p_train_step(state, batch)
+            if step == start_step + 1 and is_chief and config.log_input_grid:
+                grid = reporting.image_grid(
+                    np.asarray(jax.device_get(batch["image"])).reshape(
+                        -1, *batch["image"].shape[-3:]
+                    )[:32],
+                    config.data.mean,
+                    config.data.std,
+                )
+                writer.write_images(step, {"train/inputs": grid[None]})
+            metrics = flax.jax_utils.unreplicate(metrics)
+            train_metrics = metrics if train_metrics is None else train_metrics.merge(metrics)
+            for hook in hooks:
+                hook(step)
+
+            is_last = step == num_steps
+            if step % config.log_every_steps == 0 or is_last:
+                summary = {f"train/{k}": v for k, v in train_metrics.compute().items()}
+                writer.write_scalars(step, summary)
+                train_metrics = None
+            if step % config.eval_every_steps == 0 or is_last:
+                results = run_eval(step)
+                ckpts.save_if_best(
+                    step, jax.device_get(flax.jax_utils.unreplicate(state)), results["accuracy"]
+                )
+            if step % config.checkpoint_every_steps == 0 or is_last or stop.requested:
+                ckpts.save(
+                    step,
+                    jax.device_get(flax.jax_utils.unreplicate(state)),
+                    train_iter.get_state(),
+                    force=True,
+                )
+            if stop.requested:
+                logging.warning(
+                    "Stopped at step %d of %d; run the same command to resume.", step, num_steps
+                )
+                break
+    if not results and start_step >= num_steps:
+        logging.info("The run in %s had already finished; evaluating it.", workdir)
+        results = run_eval(start_step)
+    ckpts.wait_until_finished()
+    ckpts.close()
+    writer.flush()
+    if stop.signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    return results

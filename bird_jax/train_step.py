@@ -1,0 +1,177 @@
+"""Training state and the one per-device train step that every model shares.
+
+`train_step` is a pure function of (state, batch) written for `jax.pmap(..., axis_name="batch")`:
+gradients, metrics and BatchNorm statistics are averaged across devices with named-axis
+collectives, so the same function could move to `shard_map` later.
+"""
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import flax.jax_utils
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from bird_jax import optim
+from bird_jax.metrics import TrainMetrics, psum_metrics
+from bird_jax.precision import DynamicLossScale, all_finite
+
+AXIS = "batch"
+
+
+class TrainState(flax.struct.PyTreeNode):
+    """Everything a run needs to continue: a plain pytree, checkpointed as a whole."""
+
+    step: jax.Array
+    params: Any
+    batch_stats: Any  # {} for models without BatchNorm
+    opt_state: Any
+    ema_params: Any  # {} when the EMA is off
+    loss_scale: DynamicLossScale
+    rng: jax.Array  # raw uint32 key: fold_in(step, device) gives each step its randomness
+
+    def eval_variables(self, use_ema: bool) -> dict:
+        """Variables for `model.apply` in evaluation: EMA or raw params, plus BatchNorm stats."""
+        if use_ema and not self.ema_params:
+            raise ValueError("eval_with_ema=True needs ema_decay > 0 during training.")
+        variables = {"params": self.ema_params if use_ema else self.params}
+        if self.batch_stats:
+            variables["batch_stats"] = self.batch_stats
+        return variables
+
+
+def create_train_state(
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    *,
+    image_size: int,
+    seed: int,
+    use_ema: bool,
+) -> TrainState:
+    """Initialises parameters (float32), optimizer state, EMA and RNG."""
+    init_rng, state_rng = jax.random.split(jax.random.PRNGKey(seed))
+    dummy = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
+    variables = jax.jit(functools.partial(model.init, train=False))(
+        {"params": init_rng, "dropout": init_rng}, dummy
+    )
+    params = variables["params"]
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        batch_stats=variables.get("batch_stats", {}),
+        opt_state=tx.init(params),
+        ema_params=jax.tree.map(jnp.copy, params) if use_ema else {},
+        loss_scale=DynamicLossScale.create(),
+        rng=state_rng,
+    )
+
+
+def _split_micro_batches(x: jax.Array, num: int) -> jax.Array:
+    if x.shape[0] % num:
+        raise ValueError(
+            f"Per-device batch {x.shape[0]} is not divisible by grad_accum_steps={num}."
+        )
+    return x.reshape(num, x.shape[0] // num, *x.shape[1:])
+
+
+def train_step(
+    state: TrainState,
+    batch: dict[str, jax.Array],
+    *,
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    schedule: optax.Schedule,
+    grad_accum_steps: int = 1,
+    label_smoothing: float = 0.0,
+    ema_decay: float = 0.0,
+    loss_scaling: bool = False,
+) -> tuple[TrainState, TrainMetrics]:
+    """One optimiser update from one per-device batch (split into `grad_accum_steps` parts)."""
+    rng = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), jax.lax.axis_index(AXIS))
+
+    def loss_fn(params, batch_stats, images, labels, dropout_rng):
+        variables = (
+            {"params": params, "batch_stats": batch_stats} if batch_stats else {"params": params}
+        )
+        logits, updates = model.apply(
+            variables, images, train=True, rngs={"dropout": dropout_rng}, mutable=["batch_stats"]
+        )
+        targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing)
+        loss = optax.softmax_cross_entropy(logits, targets).mean()
+        scaled = state.loss_scale.scale_loss(loss) if loss_scaling else loss
+        return scaled, (loss, logits, updates.get("batch_stats", batch_stats))
+
+    grad_fn = jax.grad(loss_fn, has_aux=True)
+
+    def accumulate(carry, micro_batch):
+        grad_sum, batch_stats = carry
+        images, labels, dropout_rng = micro_batch
+        grads, (loss, logits, batch_stats) = grad_fn(
+            state.params, batch_stats, images, labels, dropout_rng
+        )
+        return (jax.tree.map(jnp.add, grad_sum, grads), batch_stats), (loss, logits)
+
+    micro_batches = (
+        _split_micro_batches(batch["image"], grad_accum_steps),
+        _split_micro_batches(batch["label"], grad_accum_steps),
+        jax.random.split(rng, grad_accum_steps),
+    )
+    zeros = jax.tree.map(jnp.zeros_like, state.params)
+    (grads, batch_stats), (losses, logits) = jax.lax.scan(
+        accumulate, (zeros, state.batch_stats), micro_batches
+    )
+    grads = jax.lax.pmean(jax.tree.map(lambda g: g / grad_accum_steps, grads), AXIS)
+    batch_stats = jax.lax.pmean(batch_stats, AXIS)
+    if loss_scaling:
+        grads = state.loss_scale.unscale(grads)
+
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    loss_scale = state.loss_scale
+    if loss_scaling:  # skip the update (but count the step) when float16 gradients overflowed
+        finite = all_finite(grads)
+        keep_new = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+        params = keep_new(params, state.params)
+        opt_state = keep_new(opt_state, state.opt_state)
+        loss_scale = loss_scale.adjust(finite)
+    ema_params = state.ema_params
+    if ema_decay > 0:
+        ema_params = optim.update_ema(ema_params, params, ema_decay, state.step)
+
+    new_state = state.replace(
+        step=state.step + 1,
+        params=params,
+        batch_stats=batch_stats,
+        opt_state=opt_state,
+        ema_params=ema_params,
+        loss_scale=loss_scale,
+    )
+    metrics = TrainMetrics.single_from_model_output(
+        loss=losses,
+        logits=logits.reshape(-1, logits.shape[-1]).astype(jnp.float32),
+        labels=batch["label"],
+        learning_rate=schedule(state.step),
+        grad_norm=optax.tree.norm(grads),
+    )
+    metrics = psum_metrics(metrics, AXIS)
+    return new_state, metrics
+
+
+def replicate(tree: Any) -> Any:
+    """Copies a pytree to every local device, laid out exactly as the pmapped steps return it.
+
+    Using pmap's own axis name for the mesh matters: a differently named layout makes the
+    second call of a pmapped step recompile.
+    """
+    return flax.jax_utils.replicate(tree, axis_name=AXIS)
+
+
+def make_train_step(**static_kwargs: Any) -> Callable:
+    """The pmapped train step; the state buffers are donated."""
+    return jax.pmap(
+        functools.partial(train_step, **static_kwargs), axis_name=AXIS, donate_argnums=(0,)
+    )

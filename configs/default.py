@@ -1,0 +1,66 @@
+"""Defaults shared by every bird_jax config; the model configs override a few fields.
+
+Not meant to be run on its own: `configs/quickstart.py` is the smallest complete experiment.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    """Returns the default experiment: lightweight CNN on the embedded digits set."""
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+
+    # Model: a registry name plus its keyword arguments (see bird_jax.models.list_models()).
+    config.model_name = "lightweight_cnn"
+    config.model = ml_collections.ConfigDict()
+
+    # Input.
+    config.data = ml_collections.ConfigDict()
+    config.data.source = "embedded"  # embedded | folder | tfds
+    config.data.name = "digits"  # embedded or TFDS dataset name
+    config.data.root = ""  # folder source: root/{train,valid,test}/<CLASS>/*.jpg
+    config.data.data_dir = None  # TFDS data_dir (None: TFDS's default)
+    config.data.train_split = "train"
+    config.data.eval_split = "valid"
+    config.data.image_size = 32
+    config.data.crop_scale = (0.08, 1.0)
+    config.data.crop_ratio = (3 / 4, 4 / 3)
+    config.data.eval_crop_pct = 0.875
+    config.data.flip = True
+    config.data.mean = (0.485, 0.456, 0.406)
+    config.data.std = (0.229, 0.224, 0.225)
+    config.data.num_workers = 0
+    config.data.prefetch = 2
+
+    # Optimisation: AdamW, linear warmup from warmup_lr, cosine decay to min_lr.
+    config.batch_size = 64  # global, across all devices and processes
+    config.base_batch_size = 256  # peak lr = lr * batch_size / base_batch_size
+    config.lr = 1e-3
+    config.warmup_lr = 0.0
+    config.min_lr = 1e-6
+    config.warmup_epochs = 1.0
+    config.num_epochs = 10.0
+    config.num_train_steps = -1  # > 0 overrides num_epochs
+    config.weight_decay = 0.05
+    config.b1 = 0.9
+    config.b2 = 0.999
+    config.grad_clip_norm = 1.0  # <= 0 disables clipping
+    config.grad_accum_steps = 1  # one update from k micro-batches of batch_size / k
+    config.label_smoothing = 0.0
+    config.ema_decay = 0.0  # 0 disables the EMA of the parameters
+    config.eval_with_ema = False
+
+    # Numerics: bfloat16 compute with float32 params (default), float16 + loss scaling, or float32.
+    config.precision = "bfloat16"
+
+    # Loop, logging, checkpoints.
+    config.log_every_steps = 50
+    config.eval_every_steps = 500  # also evaluates at the end
+    config.checkpoint_every_steps = 500
+    config.max_to_keep = 3
+    config.log_input_grid = True
+    config.profile = False  # capture a trace of a few steps for TensorBoard's profiler
+    config.eval_batch_size = 256
+    config.top_k = 5
+    return config

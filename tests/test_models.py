@@ -1,0 +1,231 @@
+"""Tests for bird_jax.models: registry, parameter counts, dtypes, randomness and BatchNorm.
+
+Shapes, counts and dtypes are checked with jax.eval_shape (nothing is computed). Real forward
+passes use one small model per family, initialized and compiled once.
+"""
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bird_jax import models
+from bird_jax.models.common import DepthwiseConv
+from bird_jax.models.convnext import drop_path, drop_path_rates
+
+NUM_CLASSES = 7
+# One small configuration per family, with enough dropout / drop path to see it act.
+SMALL = {
+    "vgg16": {"batch_norm": True, "width_multiplier": 0.125, "head_width": 16},
+    "lightweight_cnn": {"width_multiplier": 0.5, "dropout_rate": 0.5},
+    "convnext_atto": {"drop_path_rate": 0.5, "layer_scale_init": 1.0, "head_init_scale": 0.25},
+}
+WITH_BATCH_NORM = ["lightweight_cnn", "vgg16"]
+
+
+def key(seed: int) -> jax.Array:
+    """An 'rbg' key: on CPU it compiles far faster than the default threefry in model.init."""
+    return jax.random.key(seed, impl="rbg")
+
+
+def images(size: int = 32, batch: int = 4, seed: int = 0) -> jax.Array:
+    return jax.random.normal(jax.random.key(seed), (batch, size, size, 3))
+
+
+@functools.cache
+def small(name: str):
+    """(model, variables, jitted eval forward, jitted train forward) for SMALL[name]."""
+    model = models.create_model(name, num_classes=NUM_CLASSES, **SMALL[name])
+    variables = jax.jit(lambda k, x: model.init(k, x, train=False))(key(0), images())
+    evaluate = jax.jit(lambda variables, x: model.apply(variables, x))
+    train = jax.jit(
+        lambda variables, x, seed: model.apply(
+            variables, x, train=True, rngs={"dropout": key(seed)}, mutable=["batch_stats"]
+        )
+    )
+    return model, variables, evaluate, train
+
+
+def param_count(name: str, size: int, num_classes: int, **kwargs) -> int:
+    model = models.create_model(name, num_classes=num_classes, **kwargs)
+    shapes = jax.eval_shape(model.init, key(0), jnp.zeros((1, size, size, 3)))
+    return sum(leaf.size for leaf in jax.tree.leaves(shapes["params"]))
+
+
+def test_registry_lists_every_model():
+    sizes = ("atto", "femto", "pico", "nano", "tiny", "small", "base", "large", "xlarge")
+    expected = {"vgg11", "vgg13", "vgg16", "vgg19", "lightweight_cnn"}
+    assert models.list_models() == sorted(expected | {f"convnext_{s}" for s in sizes})
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        # torchvision's VGGs and timm's ConvNeXts at 224 px, 1000 classes.
+        ("vgg11", 132_863_336),
+        ("vgg13", 133_047_848),
+        ("vgg16", 138_357_544),
+        ("vgg19", 143_667_240),
+        ("convnext_tiny", 28_589_128),
+        ("convnext_small", 50_223_688),
+        ("convnext_base", 88_591_464),
+    ],
+)
+def test_reference_parameter_counts(name, expected):
+    assert param_count(name, 224, 1000) == expected
+
+
+def test_vgg_head_adapts_to_input_size_and_classes():
+    full = param_count("vgg16", 224, 1000)
+    flatten_change = (7 * 7 - 2 * 2) * 512 * 4096  # features 7x7x512 at 224 px, 2x2x512 at 64
+    assert param_count("vgg16", 64, 1000) == full - flatten_change
+    assert param_count("vgg16", 224, 10) == full - 990 * (4096 + 1)
+
+
+def test_lightweight_cnn_is_under_half_a_million_parameters():
+    count = param_count("lightweight_cnn", 32, 10)
+    assert count == 262_762  # the number quoted in the docstring
+    assert param_count("lightweight_cnn", 32, 10, width_multiplier=0.5) < count
+    assert param_count("lightweight_cnn", 32, 10, stage_depths=(1, 1, 1, 1, 1)) < count
+
+
+@pytest.mark.parametrize("name", models.list_models())
+def test_bfloat16_compute_with_float32_params_and_logits(name):
+    model = models.create_model(name, num_classes=NUM_CLASSES, dtype=jnp.bfloat16)
+    x = jnp.zeros((2, 32, 32, 3))
+    variables = jax.eval_shape(model.init, key(0), x)
+    layers = (nn.Conv, nn.Dense, nn.BatchNorm, nn.LayerNorm)
+    logits, state = jax.eval_shape(
+        lambda v, x: model.apply(
+            v,
+            x,
+            capture_intermediates=lambda module, _: isinstance(module, layers),
+            mutable=["intermediates"],
+        ),
+        variables,
+        x,
+    )
+    assert logits.shape == (2, NUM_CLASSES)
+    assert logits.dtype == jnp.float32
+    assert {leaf.dtype for leaf in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
+    # Every layer output is bfloat16 except the head and ConvNeXt's final (pooled) LayerNorm.
+    outputs = jax.tree_util.tree_leaves_with_path(state["intermediates"])
+    body = {
+        jax.tree_util.keystr(p): out.dtype for p, out in outputs if p[0].key not in {"head", "norm"}
+    }
+    assert len(body) >= 10
+    assert set(body.values()) == {jnp.dtype(jnp.bfloat16)}, body
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_eval_forward_is_deterministic_and_depends_on_the_input(name):
+    _, variables, evaluate, _ = small(name)
+    logits = evaluate(variables, images())
+    assert logits.shape == (4, NUM_CLASSES) and logits.dtype == jnp.float32
+    assert np.isfinite(logits).all()
+    np.testing.assert_array_equal(logits, evaluate(variables, images()))
+    assert not np.allclose(logits, evaluate(variables, images(seed=1)))
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_train_forward_follows_the_dropout_rng(name):
+    _, variables, evaluate, train = small(name)
+    x = images()
+    logits, _ = train(variables, x, 1)
+    np.testing.assert_array_equal(logits, train(variables, x, 1)[0])
+    assert not np.allclose(logits, train(variables, x, 2)[0])
+    assert not np.allclose(logits, evaluate(variables, x))
+
+
+@pytest.mark.parametrize("name", WITH_BATCH_NORM)
+def test_batch_norm_statistics_update_in_train_mode(name):
+    _, variables, evaluate, train = small(name)
+    x = 3.0 + images(seed=2)
+    _, updated = train(variables, x, 0)
+    before = jax.tree_util.tree_leaves_with_path(variables["batch_stats"])
+    after = jax.tree.leaves(updated["batch_stats"])
+    assert len(before) == len(after) > 0
+    changed = {
+        jax.tree_util.keystr(path): not np.allclose(old, new)
+        for (path, old), new in zip(before, after, strict=True)
+    }
+    # A BatchNorm fed by a linear map of a normalized batch sees mean ~0, so only some means move.
+    assert all(moved for path, moved in changed.items() if "var" in path)
+    assert any(moved for path, moved in changed.items() if "mean" in path)
+    np.testing.assert_array_equal(evaluate(variables, x), evaluate(variables, x))
+
+
+def test_convnext_init():
+    model, variables, _, _ = small("convnext_atto")
+    params = variables["params"]
+    assert np.all(params["stage2_block5"]["layer_scale"] == 1.0)  # layer_scale_init=1.0
+    assert np.all(params["head"]["bias"] == 0) and np.all(params["stem_conv"]["bias"] == 0)
+    stem_std = float(np.std(params["stem_conv"]["kernel"]))
+    assert 0.015 < stem_std < 0.02  # trunc-normal(0.02) cut at 2 std has std 0.0176
+    head_std = float(np.std(params["head"]["kernel"]))
+    assert head_std == pytest.approx(model.head_init_scale * stem_std, rel=0.1)
+    defaults = models.create_model("convnext_tiny", num_classes=10)
+    assert (defaults.layer_scale_init, defaults.head_init_scale) == (1e-6, 1.0)
+    without = models.create_model("convnext_atto", num_classes=10, layer_scale_init=0.0)
+    shapes = jax.eval_shape(without.init, key(0), jnp.zeros((1, 32, 32, 3)))
+    assert "layer_scale" not in shapes["params"]["stage0_block0"]
+
+
+def test_drop_path_drops_whole_samples_and_rescales_the_rest():
+    x = jnp.ones((256, 3, 3, 4), jnp.bfloat16)
+    y = drop_path(x, 0.25, jax.random.key(0))
+    per_sample = np.unique(np.asarray(y, np.float32).reshape(256, -1), axis=1)
+    assert per_sample.shape == (256, 1)  # every sample is kept or dropped as a whole
+    assert set(np.unique(per_sample)) == {0.0, np.float32(jnp.bfloat16(1 / 0.75))}
+    assert 0.15 < np.mean(per_sample == 0) < 0.35
+    assert y.dtype == jnp.bfloat16
+
+
+def test_drop_path_rate_rises_linearly_over_all_blocks():
+    rates = drop_path_rates((2, 3), 0.4)
+    assert [len(stage) for stage in rates] == [2, 3]
+    np.testing.assert_allclose(sum(rates, []), [0.0, 0.1, 0.2, 0.3, 0.4])
+
+
+def test_unknown_model_lists_the_known_names():
+    with pytest.raises(ValueError, match="Unknown model 'vgg17'.*convnext_tiny.*vgg16"):
+        models.create_model("vgg17", num_classes=10)
+
+
+@pytest.mark.parametrize(
+    "name, kwargs, message",
+    [
+        ("vgg16", {"drop_path_rate": 0.1}, r"'vgg16'.*\['drop_path_rate'\]"),
+        ("convnext_tiny", {"depths": (1, 1, 1, 1)}, r"'convnext_tiny'.*\['depths'\]"),
+        ("lightweight_cnn", {"dropout_rate": 1.0}, "dropout_rate must be in"),
+        ("lightweight_cnn", {"stage_depths": (1, 2)}, "same length"),
+        ("lightweight_cnn", {"activation": "tanh"}, "activation must be one of"),
+        ("convnext_atto", {"drop_path_rate": -0.1}, "drop_path_rate must be in"),
+        ("vgg11", {"head_width": 0}, "head_width must be > 0"),
+    ],
+)
+def test_bad_kwargs_are_named(name, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        models.create_model(name, num_classes=10, **kwargs)
+
+
+def test_vgg_rejects_images_smaller_than_its_total_stride():
+    model = models.create_model("vgg11", num_classes=10)
+    with pytest.raises(ValueError, match="at least 32 px"):
+        jax.eval_shape(model.init, key(0), jnp.zeros((1, 16, 16, 3)))
+
+
+@pytest.mark.parametrize("kernel_size,strides,padding", [(3, 1, 1), (3, 2, 1), (7, 1, 3)])
+def test_depthwise_conv_matches_grouped_convolution(kernel_size, strides, padding):
+    x = jax.random.normal(jax.random.key(0), (2, 9, 10, 6))
+    depthwise = DepthwiseConv(kernel_size, strides=strides, padding=padding)
+    variables = depthwise.init(jax.random.key(1), x)
+    variables = jax.tree.map(lambda v: v + 0.1, variables)  # nonzero bias too
+    grouped = nn.Conv(
+        6, (kernel_size, kernel_size), strides=strides, padding=padding, feature_group_count=6
+    )
+    expected = grouped.apply(variables, x)
+    np.testing.assert_allclose(depthwise.apply(variables, x), expected, rtol=1e-5, atol=1e-5)

@@ -1,0 +1,129 @@
+"""The shared pmap train step: device count, accumulation and precision must not change the math."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bird_jax import models, optim
+from bird_jax.models.convnext import ConvNeXt
+from bird_jax.train_step import create_train_state, train_step
+from configs import default
+
+IMAGE = 32
+GLOBAL_BATCH = 16
+LR = 1e-2
+
+
+def _config(**overrides):
+    config = default.get_config()
+    config.num_train_steps = 10
+    config.batch_size = GLOBAL_BATCH
+    config.warmup_epochs = 0.0
+    config.lr = LR
+    config.base_batch_size = GLOBAL_BATCH
+    config.update(overrides)
+    return config
+
+
+def _tiny_model(name: str, dtype):
+    """Small members of the real model families, so compiles stay quick on CPU."""
+    if name == "convnext":  # no BatchNorm: results must not depend on the device split
+        return ConvNeXt(num_classes=5, depths=(1, 1, 1, 1), dims=(8, 16, 16, 16), dtype=dtype)
+    return models.create_model(
+        name,
+        num_classes=5,
+        dtype=dtype,
+        stage_widths=(8, 8),
+        stage_depths=(1, 1),
+        stage_strides=(1, 2),
+        stage_expansions=(1, 2),
+        head_features=16,
+    )
+
+
+def _setup(model_name="convnext", dtype=jnp.float32, use_ema=True, **config_overrides):
+    config = _config(**config_overrides)
+    model = _tiny_model(model_name, dtype)
+    schedule = optim.learning_rate_schedule(config, num_train_examples=1000)
+    tx = optim.create_optimizer(config, schedule)
+    state = create_train_state(model, tx, image_size=IMAGE, seed=0, use_ema=use_ema)
+    return model, tx, schedule, state
+
+
+def _batch(seed=0):
+    rng = np.random.default_rng(seed)
+    return {
+        "image": rng.normal(size=(GLOBAL_BATCH, IMAGE, IMAGE, 3)).astype(np.float32),
+        "label": rng.integers(0, 5, GLOBAL_BATCH).astype(np.int32),
+    }
+
+
+def _run(state, model, tx, schedule, num_devices, steps=2, **step_kwargs):
+    devices = jax.local_devices()[:num_devices]
+    p_step = jax.pmap(
+        lambda s, b: train_step(s, b, model=model, tx=tx, schedule=schedule, **step_kwargs),
+        axis_name="batch",
+        devices=devices,
+    )
+    replicated = jax.tree.map(lambda x: jnp.stack([x] * num_devices), state)
+    metrics = None
+    for i in range(steps):
+        batch = jax.tree.map(lambda x: x.reshape(num_devices, -1, *x.shape[1:]), _batch(i))
+        replicated, metrics = p_step(replicated, batch)
+    first = lambda tree: jax.tree.map(lambda x: np.asarray(x)[0], tree)
+    return first(replicated), first(metrics).compute()
+
+
+def _max_diff(a, b):
+    pairs = zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+    return max(float(np.max(np.abs(x - y))) for x, y in pairs)
+
+
+def test_eight_devices_match_one_device():
+    model, tx, schedule, state = _setup()
+    one, m1 = _run(state, model, tx, schedule, num_devices=1, ema_decay=0.99)
+    eight, m8 = _run(state, model, tx, schedule, num_devices=8, ema_decay=0.99)
+    # Adam normalises each gradient, so float32 summation-order noise in near-zero gradients can
+    # move a parameter by a small fraction of one step (lr = 1e-2); the models move by ~lr.
+    assert _max_diff(one.params, eight.params) < 1e-2 * LR
+    assert _max_diff(one.ema_params, eight.ema_params) < 1e-2 * LR
+    assert _max_diff(state.params, eight.params) > 0.5 * LR  # it did train
+    np.testing.assert_allclose(m1["loss"], m8["loss"], rtol=1e-5)
+    np.testing.assert_allclose(m1["accuracy"], m8["accuracy"])
+    assert int(eight.step) == 2
+
+
+@pytest.mark.parametrize("accum", [2, 4])
+def test_gradient_accumulation_matches_large_batch(accum):
+    model, tx, schedule, state = _setup()
+    big, _ = _run(state, model, tx, schedule, num_devices=2, grad_accum_steps=1)
+    accumulated, _ = _run(state, model, tx, schedule, num_devices=2, grad_accum_steps=accum)
+    assert _max_diff(big.params, accumulated.params) < 1e-2 * LR
+
+
+def test_batch_norm_statistics_are_averaged_across_devices():
+    model, tx, schedule, state = _setup("lightweight_cnn", use_ema=False)
+    trained, _ = _run(state, model, tx, schedule, num_devices=4, steps=1)
+    # Every replica ends with the same statistics, and they moved away from the init.
+    assert _max_diff(state.batch_stats, trained.batch_stats) > 1e-4
+
+
+def test_bfloat16_policy_keeps_float32_params_and_optimizer_state():
+    model, tx, schedule, state = _setup(dtype=jnp.bfloat16)
+    trained, metrics = _run(state, model, tx, schedule, num_devices=2)
+    for leaf in jax.tree.leaves((trained.params, trained.opt_state, trained.ema_params)):
+        if jnp.issubdtype(leaf.dtype, jnp.floating):
+            assert leaf.dtype == jnp.float32
+    assert np.isfinite(metrics["loss"])
+
+
+def test_float16_loss_scaling_skips_overflowing_updates():
+    model, tx, schedule, state = _setup(dtype=jnp.float16, use_ema=False)
+    huge = state.replace(loss_scale=state.loss_scale.replace(scale=jnp.float32(3e38)))
+    after, _ = _run(huge, model, tx, schedule, num_devices=2, steps=1, loss_scaling=True)
+    assert _max_diff(huge.params, after.params) == 0.0  # overflow: update skipped
+    assert float(after.loss_scale.scale) == pytest.approx(1.5e38)
+    ok, metrics = _run(state, model, tx, schedule, num_devices=2, steps=1, loss_scaling=True)
+    assert _max_diff(state.params, ok.params) > 0.0
+    assert np.isfinite(metrics["loss"])
