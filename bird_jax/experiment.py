@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
@@ -11,7 +12,7 @@ import optax
 
 from bird_jax import models, optim
 from bird_jax.precision import get_policy
-from bird_jax.train_step import TrainState, create_train_state
+from bird_jax.train_step import TrainState, create_train_state, make_train_step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +70,19 @@ def build(
         tx=tx,
         state=state,
         num_train_steps=optim.total_steps(config, num_train_examples),
+    )
+
+
+def pmapped_train_step(config: ml_collections.ConfigDict, exp: Experiment) -> Callable:
+    """The shared pmapped train step with this config's accumulation, smoothing, EMA, precision."""
+    return make_train_step(
+        model=exp.model,
+        tx=exp.tx,
+        schedule=exp.schedule,
+        grad_accum_steps=config.grad_accum_steps,
+        label_smoothing=config.label_smoothing,
+        ema_decay=config.ema_decay,
+        loss_scaling=get_policy(config.precision).loss_scaling,
     )
 
 

@@ -9,6 +9,9 @@
 Running the same train command again resumes from the latest checkpoint in the workdir.
 """
 
+import logging as std_logging
+import sys
+
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -25,9 +28,18 @@ flags.DEFINE_enum("checkpoint", "latest", ["latest", "best"], "evaluate: which c
 flags.mark_flag_as_required("workdir")
 
 
+class _QuietLibraries:
+    """Drops the INFO chatter of Orbax and Grain (their warnings and errors still show)."""
+
+    def filter(self, record) -> bool:
+        noisy = any(part in record.pathname for part in ("/orbax/", "/grain/"))
+        return record.levelno >= std_logging.WARNING or not noisy
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    logging.get_absl_handler().addFilter(_QuietLibraries())
     import jax
 
     logging.info(
@@ -36,7 +48,10 @@ def main(argv: list[str]) -> None:
     if FLAGS.mode == "train":
         if FLAGS.config is None:
             raise app.UsageError("--config is required to train.")
-        train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+        try:
+            train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+        except KeyboardInterrupt:  # the loop saved a checkpoint before re-raising
+            sys.exit(130)
         return
     config = FLAGS.config or experiment.load_run_config(FLAGS.workdir)
     split = FLAGS.split or config.data.eval_split

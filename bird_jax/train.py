@@ -15,7 +15,7 @@ from bird_jax.checkpoints import RunCheckpoints
 from bird_jax.evaluate import evaluate, make_eval_step, write_eval_summaries
 from bird_jax.precision import get_policy
 from bird_jax.signals import StopRequest
-from bird_jax.train_step import make_train_step, replicate
+from bird_jax.train_step import replicate
 from bird_jax.writers import create_writer, periodic_actions
 
 
@@ -61,11 +61,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     info = data.load_splits(config.data)
     class_names = info.class_names
     num_train = info.num_examples(config.data.train_split)
-    if is_chief:
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json_best_effort(indent=2))
-        with open(os.path.join(workdir, "labels.json"), "w") as f:
-            json.dump(class_names, f, indent=2)
     train_iter = data.TrainIterator(
         info, config.data, global_batch_size=config.batch_size, seed=config.seed
     )
@@ -94,18 +89,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         state, data_state = restored
         train_iter.set_state(data_state)
     start_step = int(state.step)
+    if is_chief:  # only now: a refused (incompatible) workdir keeps its own files
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(config.to_json_best_effort(indent=2))
+        with open(os.path.join(workdir, "labels.json"), "w") as f:
+            json.dump(class_names, f, indent=2)
     state = replicate(state)
 
     # ------------------------------------------------------------------ Update and eval steps
-    p_train_step = make_train_step(
-        model=exp.model,
-        tx=exp.tx,
-        schedule=exp.schedule,
-        grad_accum_steps=config.grad_accum_steps,
-        label_smoothing=config.label_smoothing,
-        ema_decay=config.ema_decay,
-        loss_scaling=get_policy(config.precision).loss_scaling,
-    )
+    p_train_step = experiment.pmapped_train_step(config, exp)
     p_eval_step = make_eval_step(exp.model, len(class_names))
 
     def run_eval(step: int) -> dict[str, float]:

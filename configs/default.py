@@ -64,3 +64,21 @@ def get_config() -> ml_collections.ConfigDict:
     config.eval_batch_size = 256
     config.top_k = 5
     return config
+
+
+def get_bird_folder_config() -> ml_collections.ConfigDict:
+    """Defaults for the bird study: a class-per-folder photo set of a few hundred images per class.
+
+    Set `data.root` to a tree `root/{train,valid,test}/<SPECIES>/*.jpg` (Kaggle BIRDS 525 layout).
+    """
+    config = get_config()
+    config.data.source = "folder"
+    config.data.crop_scale = (0.35, 1.0)  # small sets: keep most of the bird in the crop
+    config.batch_size = 64
+    config.base_batch_size = 256
+    config.num_epochs = 60.0
+    config.warmup_epochs = 3.0
+    config.label_smoothing = 0.1
+    config.eval_every_steps = 200
+    config.checkpoint_every_steps = 200
+    return config

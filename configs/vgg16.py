@@ -18,19 +18,10 @@ def get_config(variant: str = "bn") -> ml_collections.ConfigDict:
     """Returns the VGG16 config; variant 'bn' (default) or 'plain'."""
     if variant not in ("bn", "plain"):
         raise ValueError(f"Unknown vgg16 variant {variant!r}: use 'bn' or 'plain'.")
-    config = default.get_config()
+    config = default.get_bird_folder_config()
     config.model_name = "vgg16"
     config.model.batch_norm = variant == "bn"
     config.model.dropout_rate = 0.5
-    config.data.source = "folder"
     config.data.image_size = 224
-    config.data.crop_scale = (0.35, 1.0)
-    config.batch_size = 64
-    config.base_batch_size = 256
     config.lr = 1e-3
-    config.num_epochs = 60.0
-    config.warmup_epochs = 3.0
-    config.label_smoothing = 0.1
-    config.eval_every_steps = 200
-    config.checkpoint_every_steps = 200
     return config

@@ -1,0 +1,183 @@
+"""End to end: train, stop on a signal, resume, refuse bad checkpoints, evaluate, predict."""
+
+import os
+import signal
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from bird_jax import data, experiment, predict, train
+from bird_jax.checkpoints import IncompatibleCheckpointError, RunCheckpoints
+from bird_jax.evaluate import evaluate_checkpoint
+from tests.tiny_config import TOTAL_STEPS, tiny_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _final_state(config, workdir):
+    info = data.load_splits(config.data)
+    exp = experiment.build(config, info.class_names, info.num_examples("train"))
+    ckpts = RunCheckpoints(workdir, metadata=experiment.run_metadata(config, info.class_names))
+    state, data_state = ckpts.restore(exp.state)
+    ckpts.close()
+    return state, data_state
+
+
+def _max_diff(a, b):
+    pairs = zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+    return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) for x, y in pairs)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """One uninterrupted tiny run, shared by the tests below."""
+    workdir = str(tmp_path_factory.mktemp("uninterrupted"))
+    results = train.train_and_evaluate(tiny_config(), workdir)
+    return workdir, results
+
+
+def test_training_writes_reports_and_checkpoints(trained_run):
+    workdir, results = trained_run
+    assert set(results) >= {"accuracy", "top5_accuracy", "loss", "macro_f1"}
+    for name in ("config.json", "labels.json", "eval_valid.json", "confusion_valid.csv",
+                 "confusion_valid.png"):  # fmt: skip
+        assert os.path.exists(os.path.join(workdir, name)), name
+    assert any(f.startswith("events.out.tfevents") for f in os.listdir(workdir))
+    state, _ = _final_state(tiny_config(), workdir)
+    assert int(state.step) == TOTAL_STEPS
+
+
+def test_sigterm_saves_and_resume_continues_exactly(trained_run, tmp_path, monkeypatch):
+    uninterrupted, _ = trained_run
+    workdir = str(tmp_path)
+    calls = {"n": 0}
+    original_next = data.TrainIterator.__next__
+
+    def next_then_preempt(self):
+        calls["n"] += 1
+        if calls["n"] == 4:  # a preemption notice arrives while step 4 runs
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original_next(self)
+
+    monkeypatch.setattr(data.TrainIterator, "__next__", next_then_preempt)
+    train.train_and_evaluate(tiny_config(), workdir)
+    stopped, _ = _final_state(tiny_config(), workdir)
+    assert int(stopped.step) == 4  # saved at the step it was stopped, off the 3-step schedule
+
+    monkeypatch.setattr(data.TrainIterator, "__next__", original_next)
+    train.train_and_evaluate(tiny_config(), workdir)  # the same command again resumes
+    resumed, resumed_data = _final_state(tiny_config(), workdir)
+    reference, reference_data = _final_state(tiny_config(), uninterrupted)
+    assert int(resumed.step) == TOTAL_STEPS
+    assert resumed_data == reference_data  # same data position
+    assert _max_diff(resumed.params, reference.params) < 1e-6
+    assert _max_diff(resumed.ema_params, reference.ema_params) < 1e-6
+    assert _max_diff(resumed.opt_state, reference.opt_state) < 1e-6
+
+
+def test_incompatible_checkpoint_is_refused(trained_run):
+    workdir, _ = trained_run
+    config = tiny_config()
+    config.model.head_features = 32
+    with pytest.raises(IncompatibleCheckpointError, match="head_features"):
+        train.train_and_evaluate(config, workdir)
+
+
+def test_evaluate_best_checkpoint_on_test_split(trained_run):
+    workdir, _ = trained_run
+    results = evaluate_checkpoint(tiny_config(), workdir, split="test", which="best")
+    assert 0.0 <= results["accuracy"] <= 1.0
+    assert os.path.exists(os.path.join(workdir, "eval_test.json"))
+
+
+def test_predictor_names_classes_for_photos(trained_run):
+    workdir, _ = trained_run
+    predictor = predict.Predictor(workdir)
+    photo = np.random.default_rng(0).integers(0, 256, (40, 30, 3), dtype=np.uint8)
+    ranked = predictor.top_k(photo, k=3)
+    assert len(ranked) == 3
+    assert all(name in [str(i) for i in range(10)] for name, _ in ranked)
+    probabilities = [p for _, p in ranked]
+    assert probabilities == sorted(probabilities, reverse=True)
+    assert 0.0 < sum(probabilities) <= 1.0 + 1e-6
+
+
+def _cli(*args, timeout=300):
+    return subprocess.run(
+        [sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_predict_cli_prints_top_k_and_reports_unreadable_files(trained_run, tmp_path):
+    workdir, _ = trained_run
+    good = tmp_path / "bird.png"
+    Image.fromarray(np.full((20, 20, 3), 200, np.uint8)).save(good)
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"not an image")
+    result = _cli(
+        "-m", "bird_jax.predict", f"--workdir={workdir}", "--top_k=2", str(good), str(corrupt)
+    )
+    assert result.returncode == 1, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith(f"{good}: ") and lines[0].count("%") == 2
+    assert lines[1].startswith(f"{corrupt}: cannot read image")
+
+
+def test_unknown_config_key_fails_before_training(tmp_path):
+    result = _cli(
+        "-m", "bird_jax.main", "--config=configs/quickstart.py", f"--workdir={tmp_path}",
+        "--config.batch_sise=32",
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "batch_sise" in result.stderr
+    assert not os.path.exists(tmp_path / "checkpoints")
+
+
+@pytest.mark.parametrize(
+    "field,value,message",
+    [
+        ("model_name", "resnet9000", "Unknown model 'resnet9000'"),
+        ("precision", "fp8", "config.precision"),
+        ("batch_size", 12, "multiple of"),
+        ("grad_accum_steps", 3, "grad_accum_steps=3"),
+    ],
+)
+def test_bad_config_values_fail_with_clear_errors(tmp_path, field, value, message):
+    config = tiny_config()
+    config[field] = value
+    with pytest.raises(ValueError, match=message):
+        train.train_and_evaluate(config, str(tmp_path))
+    assert not os.path.exists(tmp_path / "checkpoints")
+
+
+def test_missing_dataset_folder_fails_before_training(tmp_path):
+    config = tiny_config()
+    config.data.source = "folder"
+    config.data.root = str(tmp_path / "no_such_birds")
+    with pytest.raises(FileNotFoundError, match="no_such_birds"):
+        train.train_and_evaluate(config, str(tmp_path / "run"))
+
+
+@pytest.mark.parametrize("signum,expected_exit", [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
+def test_signal_to_a_running_process_saves_a_checkpoint(tmp_path, signum, expected_exit):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bird_jax.main", "--config=tests/tiny_config.py",
+         f"--workdir={tmp_path}", "--config.num_train_steps=100000",
+         "--config.checkpoint_every_steps=100000", "--config.eval_every_steps=100000"],
+        cwd=REPO, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    log = []
+    for line in process.stderr:  # wait until steps are running, then signal
+        log.append(line)
+        if "steps_per_sec" in line:
+            process.send_signal(signum)
+            break
+    log.extend(process.stderr)
+    assert process.wait(timeout=120) == expected_exit, "".join(log)[-3000:]
+    saved = [int(d) for d in os.listdir(tmp_path / "checkpoints") if d.isdigit()]
+    assert saved and 0 < max(saved) < 100000
+    assert "run the same command to resume" in "".join(log)
