@@ -2,9 +2,9 @@
 
 Builds every model exactly as training does (`experiment.build` on `configs/default.py` with the
 model name, precision, batch size and image size overridden), replicates the state and times
-`train_step.make_train_step(...)` on one fixed batch of random images that is already on the
-devices, laid out as the data pipeline lays it out. The input pipeline is therefore excluded:
-the numbers are an upper bound for training.
+`experiment.pmapped_train_step` (the shared pmapped train step) on one fixed batch of random
+images that is already on the devices, laid out as the data pipeline lays it out. The input
+pipeline is therefore excluded: the numbers are an upper bound for training.
 
   python benchmarks/train_step_throughput.py                       # CPU defaults (64 px)
   python benchmarks/train_step_throughput.py --image_size=224 \
@@ -126,15 +126,7 @@ def build_step(config: Any) -> tuple[Callable, Any, int]:
         num_train_examples=_NUM_TRAIN_EXAMPLES,
     )
     num_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(exp.state.params))
-    p_step = train_step.make_train_step(
-        model=exp.model,
-        tx=exp.tx,
-        schedule=exp.schedule,
-        grad_accum_steps=config.grad_accum_steps,
-        label_smoothing=config.label_smoothing,
-        ema_decay=config.ema_decay,
-        loss_scaling=config.precision == "float16",
-    )
+    p_step = experiment.pmapped_train_step(config, exp)  # what bird_jax.train runs
     return p_step, train_step.replicate(exp.state), num_params
 
 
@@ -209,6 +201,11 @@ def benchmark(model_name: str, precision: str, batch: dict) -> dict[str, Any]:
     }
 
 
+def _rate(images_per_s: float) -> str:
+    """images/s with one decimal, two below 10 (slow CPU runs)."""
+    return f"{images_per_s:.1f}" if images_per_s >= 10 else f"{images_per_s:.2f}"
+
+
 def markdown_table(results: list[dict[str, Any]]) -> list[str]:
     """One row per (model, precision)."""
     lines = [
@@ -219,8 +216,8 @@ def markdown_table(results: list[dict[str, Any]]) -> list[str]:
     for r in results:
         lines.append(
             f"| {r['model']} | {r['precision']} | {r['params'] / 1e6:.2f} | {r['compile_s']:.1f} "
-            f"| {r['ms_per_step_median']:.0f} | {r['images_per_s_median']:.1f} "
-            f"| {r['images_per_s_min']:.1f} | {r['images_per_s_max']:.1f} "
+            f"| {r['ms_per_step_median']:.0f} | {_rate(r['images_per_s_median'])} "
+            f"| {_rate(r['images_per_s_min'])} | {_rate(r['images_per_s_max'])} "
             f"| {r['load_average_before']} -> {r['load_average_after']} |"
         )
     return lines
