@@ -16,7 +16,7 @@ from bird_jax import data, experiment, reporting
 from bird_jax.checkpoints import RunCheckpoints
 from bird_jax.metrics import EvalMetrics, psum_metrics
 from bird_jax.train_step import AXIS, replicate
-from bird_jax.writers import create_writer
+from bird_jax.writers import create_writer, metric_writers
 
 
 def eval_step(variables: dict, batch: dict[str, jax.Array], *, model: nn.Module, num_classes: int):
@@ -61,27 +61,31 @@ def evaluate(
     return results, np.rint(np.asarray(confusion)).astype(np.int64)
 
 
-def write_eval_summaries(
-    writer,
-    workdir: str,
-    step: int,
+def evaluate_and_report(
+    p_eval_step: Callable,
+    variables: dict,
+    info: data.DatasetInfo,
+    config: ml_collections.ConfigDict,
     split: str,
-    results: dict[str, float],
-    report: dict,
-    confusion: np.ndarray,
-    class_names: list[str],
-) -> None:
-    """Scalars, per-class accuracy and the confusion matrix to TensorBoard and the workdir."""
-    writer.write_scalars(step, {f"{split}/{k}": v for k, v in results.items()})
-    writer.write_images(
-        step,
-        {
-            f"{split}/confusion_matrix": reporting.confusion_matrix_image(confusion, class_names)[
-                None
-            ]
-        },
-    )
-    reporting.write_evaluation(workdir, split, report, confusion, class_names)
+    *,
+    step: int,
+    workdir: str,
+    writer: metric_writers.MetricWriter,
+) -> dict[str, float]:
+    """Evaluates `split` and adds macro-F1; process 0 writes TensorBoard summaries and reports.
+
+    The report files are `eval_<split>.json` and `confusion_<split>.csv`/`.png` in the workdir.
+    """
+    batches = data.eval_batches(info, config.data, split, global_batch_size=config.eval_batch_size)
+    results, confusion = evaluate(p_eval_step, variables, batches)
+    report = reporting.classification_report(confusion, info.class_names)
+    results["macro_f1"] = float(report["macro_f1"])
+    if jax.process_index() == 0:
+        image = reporting.confusion_matrix_image(confusion, info.class_names)
+        writer.write_scalars(step, {f"{split}/{k}": v for k, v in results.items()})
+        writer.write_images(step, {f"{split}/confusion_matrix": image[None]})
+        reporting.write_evaluation(workdir, split, report, confusion, info.class_names)
+    return results
 
 
 def evaluate_checkpoint(
@@ -92,22 +96,24 @@ def evaluate_checkpoint(
     exp = experiment.build(config, info.class_names, info.num_examples(config.data.train_split))
     ckpts = RunCheckpoints(workdir, metadata=experiment.run_metadata(config, info.class_names))
     restored = ckpts.restore(exp.state, which=which)
+    ckpts.close()
     if restored is None:
         raise FileNotFoundError(
             f"No {which} checkpoint in {workdir}: train first with --mode=train."
         )
     state = restored[0]
-    p_eval_step = make_eval_step(exp.model, len(info.class_names))
-    variables = replicate(state.eval_variables(config.eval_with_ema))
-    batches = data.eval_batches(info, config.data, split, global_batch_size=config.eval_batch_size)
-    results, confusion = evaluate(p_eval_step, variables, batches)
-    report = reporting.classification_report(confusion, info.class_names)
-    results["macro_f1"] = float(report["macro_f1"])
-    if jax.process_index() == 0:
-        writer = create_writer(os.path.join(workdir, f"eval_{split}"))
-        write_eval_summaries(
-            writer, workdir, int(state.step), split, results, report, confusion, info.class_names
-        )
-        writer.close()
-    ckpts.close()
+    writer = create_writer(
+        os.path.join(workdir, f"eval_{split}"), just_logging=jax.process_index() > 0
+    )
+    results = evaluate_and_report(
+        make_eval_step(exp.model, len(info.class_names)),
+        replicate(state.eval_variables(config.eval_with_ema)),
+        info,
+        config,
+        split,
+        step=int(state.step),
+        workdir=workdir,
+        writer=writer,
+    )
+    writer.close()
     return results

@@ -12,7 +12,7 @@ from absl import logging
 
 from bird_jax import data, experiment, reporting
 from bird_jax.checkpoints import RunCheckpoints
-from bird_jax.evaluate import evaluate, make_eval_step, write_eval_summaries
+from bird_jax.evaluate import evaluate_and_report, make_eval_step
 from bird_jax.precision import get_policy
 from bird_jax.signals import StopRequest
 from bird_jax.train_step import replicate
@@ -101,25 +101,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     p_eval_step = make_eval_step(exp.model, len(class_names))
 
     def run_eval(step: int) -> dict[str, float]:
-        batches = data.eval_batches(
-            info, config.data, config.data.eval_split, global_batch_size=config.eval_batch_size
+        return evaluate_and_report(
+            p_eval_step,
+            state.eval_variables(config.eval_with_ema),
+            info,
+            config,
+            config.data.eval_split,
+            step=step,
+            workdir=workdir,
+            writer=writer,
         )
-        variables = state.eval_variables(config.eval_with_ema)
-        results, confusion = evaluate(p_eval_step, variables, batches)
-        report = reporting.classification_report(confusion, class_names)
-        results["macro_f1"] = float(report["macro_f1"])
-        if is_chief:
-            write_eval_summaries(
-                writer,
-                workdir,
-                step,
-                config.data.eval_split,
-                results,
-                report,
-                confusion,
-                class_names,
-            )
-        return results
 
     # ------------------------------------------------------------------ Loop
     hooks = []
