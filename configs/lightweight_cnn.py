@@ -4,7 +4,9 @@
       --config.data.root=/data/cub20
 
 `root` holds {train,valid,test}/<SPECIES>/*.jpg (the Kaggle "BIRDS 525 SPECIES" layout).
-Expected: see BENCHMARKS.md ("cub20 runs") for accuracy and time measured on a 2-core CPU.
+Expected on cub20 (20 CUB species, 479 train photos, from scratch, 420 steps): 39.2% test top-1
+(76.5% top-5) in 17 min on a 2-core Intel Xeon CPU in bfloat16 (float32 is about twice as fast
+on CPU); see BENCHMARKS.md.
 """
 
 import ml_collections
