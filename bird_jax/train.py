@@ -152,18 +152,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 summary = {f"train/{k}": v for k, v in train_metrics.compute().items()}
                 writer.write_scalars(step, summary)
                 train_metrics = None
-            if step % config.eval_every_steps == 0 or is_last:
+            evaluate_now = step % config.eval_every_steps == 0 or is_last
+            save_now = step % config.checkpoint_every_steps == 0 or is_last or stop.requested
+            if evaluate_now or save_now:  # one device-to-host copy serves both
+                host_state = jax.device_get(flax.jax_utils.unreplicate(state))
+            if evaluate_now:
                 results = run_eval(step)
-                ckpts.save_if_best(
-                    step, jax.device_get(flax.jax_utils.unreplicate(state)), results["accuracy"]
-                )
-            if step % config.checkpoint_every_steps == 0 or is_last or stop.requested:
-                ckpts.save(
-                    step,
-                    jax.device_get(flax.jax_utils.unreplicate(state)),
-                    train_iter.get_state(),
-                    force=True,
-                )
+                ckpts.save_if_best(step, host_state, results["accuracy"])
+            if save_now:
+                ckpts.save(step, host_state, train_iter.get_state(), force=True)
             if stop.requested:
                 logging.warning(
                     "Stopped at step %d of %d; run the same command to resume.", step, num_steps
