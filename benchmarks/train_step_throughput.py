@@ -36,7 +36,7 @@ _REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(_REPO_ROOT) not in sys.path:  # `configs` is a folder of the repository, not a package
     sys.path.insert(0, str(_REPO_ROOT))
 
-from bird_jax import experiment, train_step  # noqa: E402
+from bird_jax import data, experiment, train_step  # noqa: E402
 from configs import default  # noqa: E402
 
 _MODELS = flags.DEFINE_list("models", ["vgg16", "lightweight_cnn", "convnext_tiny"], "Models.")
@@ -135,28 +135,23 @@ def device_batch(batch_size: int, image_size: int, seed: int = 0) -> dict[str, j
 
     Random rather than constant values, so XLA cannot fold any of the computation away.
     """
-    devices = jax.local_devices()
-    if batch_size % len(devices):
-        raise ValueError(f"batch_size={batch_size} is not divisible by {len(devices)} devices.")
-    per_device = batch_size // len(devices)
+    num_devices = jax.local_device_count()
+    if batch_size % num_devices:
+        raise ValueError(f"batch_size={batch_size} is not divisible by {num_devices} devices.")
     rng = np.random.default_rng(seed)
     host = {
-        "image": rng.standard_normal(
-            (len(devices), per_device, image_size, image_size, 3), dtype=np.float32
-        ),
-        "label": rng.integers(0, _NUM_CLASSES.value, (len(devices), per_device), dtype=np.int32),
+        "image": rng.standard_normal((batch_size, image_size, image_size, 3), dtype=np.float32),
+        "label": rng.integers(0, _NUM_CLASSES.value, batch_size, dtype=np.int32),
     }
-    mesh = jax.sharding.Mesh(np.array(devices), ("batch",))
-    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
-    return jax.device_put(host, sharding)
+    return data.to_devices(host)  # the input pipeline's own placement
 
 
 def run_steps(p_step: Callable, state: Any, batch: dict, num_steps: int) -> tuple[Any, float]:
     """Runs `num_steps` steps and waits for them; returns the new state and the seconds taken."""
     start = time.perf_counter()
     for _ in range(num_steps):
-        state, metrics = p_step(state, batch)
-    jax.block_until_ready((state, metrics))
+        state, _ = p_step(state, batch)
+    jax.block_until_ready(state)
     return state, time.perf_counter() - start
 
 

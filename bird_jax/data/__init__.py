@@ -2,7 +2,12 @@
 
 from bird_jax.data.images import load_image
 from bird_jax.data.info import DatasetInfo
-from bird_jax.data.pipeline import TrainIterator, eval_batches, per_process_batch_size
+from bird_jax.data.pipeline import (
+    TrainIterator,
+    eval_batches,
+    per_process_batch_size,
+    to_devices,
+)
 from bird_jax.data.sources import load_splits
 from bird_jax.data.transforms import preprocess_for_eval
 
@@ -14,4 +19,5 @@ __all__ = [
     "load_splits",
     "per_process_batch_size",
     "preprocess_for_eval",
+    "to_devices",
 ]

@@ -54,8 +54,11 @@ def _batch_sharding() -> jax.sharding.NamedSharding:
     return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
 
 
-def _to_devices(host_batch: dict[str, np.ndarray], sharding) -> dict[str, jax.Array]:
+def to_devices(
+    host_batch: dict[str, np.ndarray], sharding: jax.sharding.NamedSharding | None = None
+) -> dict[str, jax.Array]:
     """[N, ...] host arrays -> [local_devices, N / local_devices, ...] arrays on the devices."""
+    sharding = sharding or _batch_sharding()
     devices = sharding.mesh.size
     split = {key: value.reshape(devices, -1, *value.shape[1:]) for key, value in host_batch.items()}
     return jax.device_put(split, sharding)
@@ -70,7 +73,7 @@ def _prefetch_to_devices(
 
     def enqueue(count: int) -> None:
         for batch, tag in itertools.islice(tagged_batches, count):
-            queue.append((_to_devices(batch, sharding), tag))
+            queue.append((to_devices(batch, sharding), tag))
 
     enqueue(max(depth, 1))
     while queue:
