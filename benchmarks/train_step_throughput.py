@@ -140,7 +140,7 @@ def device_batch(batch_size: int, image_size: int, seed: int = 0) -> dict[str, j
         raise ValueError(f"batch_size={batch_size} is not divisible by {num_devices} devices.")
     rng = np.random.default_rng(seed)
     host = {
-        "image": rng.standard_normal((batch_size, image_size, image_size, 3), dtype=np.float32),
+        "image": rng.integers(0, 256, (batch_size, image_size, image_size, 3), dtype=np.uint8),
         "label": rng.integers(0, _NUM_CLASSES.value, batch_size, dtype=np.int32),
     }
     return data.to_devices(host)  # the input pipeline's own placement

@@ -12,16 +12,25 @@ import ml_collections
 import numpy as np
 import optax
 
-from bird_jax import data, experiment, reporting
+from bird_jax import augment, data, experiment, reporting
 from bird_jax.checkpoints import RunCheckpoints
 from bird_jax.metrics import EvalMetrics, psum_metrics
 from bird_jax.train_step import AXIS, replicate
 from bird_jax.writers import create_writer, metric_writers
 
 
-def eval_step(variables: dict, batch: dict[str, jax.Array], *, model: nn.Module, num_classes: int):
-    """Metrics and confusion counts of one padded batch, summed over every device."""
-    logits = model.apply(variables, batch["image"], train=False).astype(jnp.float32)
+def eval_step(
+    variables: dict,
+    batch: dict[str, jax.Array],
+    *,
+    model: nn.Module,
+    num_classes: int,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+):
+    """Metrics and confusion counts of one padded uint8 batch, summed over every device."""
+    images = augment.normalize(batch["image"], mean, std)
+    logits = model.apply(variables, images, train=False).astype(jnp.float32)
     labels, mask = batch["label"], batch["mask"]
     metrics = EvalMetrics.single_from_model_output(
         loss=optax.softmax_cross_entropy_with_integer_labels(logits, labels),
@@ -39,11 +48,16 @@ def eval_step(variables: dict, batch: dict[str, jax.Array], *, model: nn.Module,
     return psum_metrics(metrics, AXIS), jax.lax.psum(confusion, AXIS)
 
 
-def make_eval_step(model: nn.Module, num_classes: int) -> Callable:
-    """The pmapped eval step."""
-    return jax.pmap(
-        functools.partial(eval_step, model=model, num_classes=num_classes), axis_name=AXIS
+def make_eval_step(model: nn.Module, num_classes: int, data_config) -> Callable:
+    """The pmapped eval step, normalising with data_config.mean/std."""
+    step = functools.partial(
+        eval_step,
+        model=model,
+        num_classes=num_classes,
+        mean=tuple(data_config.mean),
+        std=tuple(data_config.std),
     )
+    return jax.pmap(step, axis_name=AXIS)
 
 
 def evaluate(
@@ -106,7 +120,7 @@ def evaluate_checkpoint(
         os.path.join(workdir, f"eval_{split}"), just_logging=jax.process_index() > 0
     )
     results = evaluate_and_report(
-        make_eval_step(exp.model, len(info.class_names)),
+        make_eval_step(exp.model, len(info.class_names), config.data),
         replicate(state.eval_variables(config.eval_with_ema)),
         info,
         config,

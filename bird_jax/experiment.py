@@ -10,7 +10,7 @@ import flax.linen as nn
 import ml_collections
 import optax
 
-from bird_jax import models, optim
+from bird_jax import augment, models, optim
 from bird_jax.precision import get_policy
 from bird_jax.train_step import TrainState, create_train_state, make_train_step
 
@@ -24,6 +24,7 @@ class Experiment:
     tx: optax.GradientTransformation
     state: TrainState  # freshly initialised
     num_train_steps: int
+    num_classes: int
 
 
 def create_model(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
@@ -70,15 +71,21 @@ def build(
         tx=tx,
         state=state,
         num_train_steps=optim.total_steps(config, num_train_examples),
+        num_classes=len(class_names),
     )
 
 
 def pmapped_train_step(config: ml_collections.ConfigDict, exp: Experiment) -> Callable:
-    """The shared pmapped train step with this config's accumulation, smoothing, EMA, precision."""
+    """The shared pmapped train step with this config's device augmentation (data.train_pipeline),
+    accumulation, label smoothing, EMA and precision."""
     return make_train_step(
         model=exp.model,
         tx=exp.tx,
         schedule=exp.schedule,
+        augment=augment.DeviceAugment.from_pipeline(
+            augment.train_pipeline(config.data), config.data
+        ),
+        num_classes=exp.num_classes,
         grad_accum_steps=config.grad_accum_steps,
         label_smoothing=config.label_smoothing,
         ema_decay=config.ema_decay,

@@ -3,13 +3,11 @@
 python -m bird_jax.predict --workdir=runs/quickstart photo1.jpg photo2.png --top_k=3
 """
 
-import functools
-
 import jax
 import numpy as np
 from absl import app, flags
 
-from bird_jax import data, experiment
+from bird_jax import augment, data, experiment
 from bird_jax.checkpoints import BEST, LATEST, RunCheckpoints
 
 FLAGS = flags.FLAGS
@@ -38,7 +36,13 @@ class Predictor:
         if restored is None:
             raise FileNotFoundError(f"No checkpoint in {workdir}: train the run first.")
         self.variables = restored[0].eval_variables(self.config.eval_with_ema)
-        self._apply = jax.jit(functools.partial(exp.model.apply, train=False))
+        mean, std = tuple(self.config.data.mean), tuple(self.config.data.std)
+        model = exp.model
+        self._apply = jax.jit(
+            lambda variables, images: model.apply(
+                variables, augment.normalize(images, mean, std), train=False
+            )
+        )
 
     def probabilities(self, images: list[np.ndarray]) -> np.ndarray:
         """Softmax probabilities [N, num_classes] for uint8 HxWx3 images of any size."""

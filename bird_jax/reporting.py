@@ -168,21 +168,19 @@ def write_evaluation(
     Image.fromarray(image).save(outdir / f"confusion_{stem}.png")
 
 
-def image_grid(images, mean, std, ncols: int = 8, padding: int = 2) -> np.ndarray:
-    """Normalized float [N, H, W, C] images -> one uint8 [H', W', C] grid, for viewing.
+def image_grid(images, ncols: int = 8, padding: int = 2) -> np.ndarray:
+    """uint8 [N, H, W, C] images -> one uint8 [H', W', C] grid, for viewing.
 
-    Undoes `(x / 255 - mean) / std` (mean and std per channel, in [0, 1] units), fills rows of
-    `ncols` images separated by `padding` white pixels.
+    Fills rows of `ncols` images separated by `padding` white pixels.
     """
-    images = np.asarray(images, dtype=np.float32)
-    mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
-    if images.ndim != 4 or len(images) == 0:
-        raise ValueError(f"images must be a non-empty [N, H, W, C] batch, got {images.shape}.")
-    if mean.shape != (images.shape[-1],) or std.shape != mean.shape:
-        raise ValueError(f"mean {mean.shape} and std {std.shape} need one value per channel.")
+    pixels = np.asarray(images)
+    if pixels.ndim != 4 or len(pixels) == 0 or pixels.dtype != np.uint8:
+        raise ValueError(
+            f"images must be a non-empty uint8 [N, H, W, C] batch, got {pixels.dtype} "
+            f"{pixels.shape}."
+        )
     if ncols < 1 or padding < 0:
         raise ValueError(f"ncols must be >= 1 and padding >= 0, got {ncols} and {padding}.")
-    pixels = np.clip(np.round((images * std + mean) * 255.0), 0, 255).astype(np.uint8)
     count, height, width, channels = pixels.shape
     ncols = min(ncols, count)
     nrows = -(-count // ncols)
@@ -196,3 +194,29 @@ def image_grid(images, mean, std, ncols: int = 8, padding: int = 2) -> np.ndarra
         left = (index % ncols) * (width + padding)
         grid[top : top + height, left : left + width] = image
     return grid
+
+
+def labelled_rows_image(rows: Sequence[tuple[str, np.ndarray]], tile_inches: float = 1.4):
+    """Rows of uint8 [N, H, W, 3] images, each titled on its left, as one uint8 RGB image."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if not rows:
+        raise ValueError("labelled_rows_image needs at least one row.")
+    ncols = max(len(images) for _, images in rows)
+    figure = Figure(
+        figsize=(tile_inches * ncols + 3.0, tile_inches * len(rows)), dpi=100, layout="tight"
+    )
+    canvas = FigureCanvasAgg(figure)
+    axes = figure.subplots(len(rows), ncols, squeeze=False)
+    for (title, images), row_axes in zip(rows, axes, strict=True):
+        for column, axis in enumerate(row_axes):
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if column < len(images):
+                axis.imshow(images[column])
+            else:
+                axis.axis("off")
+        row_axes[0].set_ylabel(title, rotation=0, ha="right", va="center", fontsize=8)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()

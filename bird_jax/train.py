@@ -10,7 +10,8 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from bird_jax import data, experiment, reporting
+from bird_jax import augment, data, experiment, reporting
+from bird_jax.augment import gallery
 from bird_jax.checkpoints import RunCheckpoints
 from bird_jax.evaluate import evaluate_and_report, make_eval_step
 from bird_jax.precision import get_policy
@@ -47,6 +48,18 @@ def _validate(config: ml_collections.ConfigDict) -> None:
             f"grad_accum_steps={config.grad_accum_steps}."
         )
     get_policy(config.precision)
+
+
+def _input_grid(config: ml_collections.ConfigDict, batch: dict, num_classes: int) -> np.ndarray:
+    """Up to 32 images of a train batch with the device augmentations applied, as one image."""
+    host_batch = jax.device_get(batch)
+    images = np.asarray(host_batch["image"]).reshape(-1, *batch["image"].shape[-3:])[:32]
+    labels = np.asarray(host_batch["label"]).reshape(-1)[:32]
+    pipeline = augment.train_pipeline(config.data)
+    augmented = gallery.apply_device_half(
+        pipeline, config.data, images, labels, num_classes, config.seed
+    )
+    return reporting.image_grid(augmented)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
@@ -98,7 +111,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     # ------------------------------------------------------------------ Update and eval steps
     p_train_step = experiment.pmapped_train_step(config, exp)
-    p_eval_step = make_eval_step(exp.model, len(class_names))
+    p_eval_step = make_eval_step(exp.model, len(class_names), config.data)
 
     def run_eval(step: int) -> dict[str, float]:
         return evaluate_and_report(
@@ -134,13 +147,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 batch = next(train_iter)
                 state, metrics = p_train_step(state, batch)
             if step == start_step + 1 and is_chief and config.log_input_grid:
-                grid = reporting.image_grid(
-                    np.asarray(jax.device_get(batch["image"])).reshape(
-                        -1, *batch["image"].shape[-3:]
-                    )[:32],
-                    config.data.mean,
-                    config.data.std,
-                )
+                grid = _input_grid(config, batch, len(class_names))
                 writer.write_images(step, {"train/inputs": grid[None]})
             metrics = flax.jax_utils.unreplicate(metrics)
             train_metrics = metrics if train_metrics is None else train_metrics.merge(metrics)

@@ -22,6 +22,9 @@ from bird_jax.precision import DynamicLossScale, all_finite
 
 AXIS = "batch"
 
+# (uint8 images, soft targets, key, axis_name) -> (normalised images, targets); see DeviceAugment.
+Augment = Callable[..., tuple[jax.Array, jax.Array]]
+
 
 class TrainState(flax.struct.PyTreeNode):
     """Everything a run needs to continue: a plain pytree, checkpointed as a whole."""
@@ -32,7 +35,7 @@ class TrainState(flax.struct.PyTreeNode):
     opt_state: Any
     ema_params: Any  # {} when the EMA is off
     loss_scale: DynamicLossScale
-    rng: jax.Array  # raw uint32 key: fold_in(step, device) gives each step its randomness
+    rng: jax.Array  # raw uint32 key: fold_in(step) gives each step its randomness
 
     def eval_variables(self, use_ema: bool) -> dict:
         """Variables for `model.apply` in evaluation: EMA or raw params, plus BatchNorm stats."""
@@ -85,6 +88,8 @@ def train_step(
     model: nn.Module,
     tx: optax.GradientTransformation,
     schedule: optax.Schedule,
+    augment: Augment,
+    num_classes: int,
     grad_accum_steps: int = 1,
     label_smoothing: float = 0.0,
     ema_decay: float = 0.0,
@@ -92,19 +97,23 @@ def train_step(
 ) -> tuple[TrainState, TrainMetrics]:
     """One optimiser update from one per-device batch (split into `grad_accum_steps` parts).
 
+    `batch['image']` is uint8; `augment` applies the device augmentations (keyed identically on
+    every device) and normalises, and turns the smoothed one-hot labels into (mixed) soft targets.
     With accumulation the micro-batches run in a `lax.scan`, so memory is that of one
     micro-batch; on CPU that loop is slow (XLA:CPU convolutions inside loops), on GPU/TPU it is not.
     """
-    rng = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), jax.lax.axis_index(AXIS))
+    augment_rng, dropout_rng = jax.random.split(jax.random.fold_in(state.rng, state.step))
+    rng = jax.random.fold_in(dropout_rng, jax.lax.axis_index(AXIS))
+    targets = optax.smooth_labels(jax.nn.one_hot(batch["label"], num_classes), label_smoothing)
+    images, targets = augment(batch["image"], targets, augment_rng, axis_name=AXIS)
 
-    def loss_fn(params, batch_stats, images, labels, dropout_rng):
+    def loss_fn(params, batch_stats, images, targets, dropout_rng):
         variables = (
             {"params": params, "batch_stats": batch_stats} if batch_stats else {"params": params}
         )
         logits, updates = model.apply(
             variables, images, train=True, rngs={"dropout": dropout_rng}, mutable=["batch_stats"]
         )
-        targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing)
         loss = optax.softmax_cross_entropy(logits, targets).mean()
         scaled = state.loss_scale.scale_loss(loss) if loss_scaling else loss
         return scaled, (loss, logits, updates.get("batch_stats", batch_stats))
@@ -113,9 +122,9 @@ def train_step(
 
     def accumulate(carry, micro_batch):
         grad_sum, batch_stats = carry
-        images, labels, dropout_rng = micro_batch
+        images, targets, dropout_rng = micro_batch
         grads, (loss, logits, batch_stats) = grad_fn(
-            state.params, batch_stats, images, labels, dropout_rng
+            state.params, batch_stats, images, targets, dropout_rng
         )
         return (jax.tree.map(jnp.add, grad_sum, grads), batch_stats), (loss, logits)
 
@@ -123,13 +132,13 @@ def train_step(
         # No loop: XLA:CPU runs convolutions inside a loop body many times slower
         # (jax-ml/jax#12868), and a plain batch needs none.
         grads, (loss, logits, batch_stats) = grad_fn(
-            state.params, state.batch_stats, batch["image"], batch["label"], rng
+            state.params, state.batch_stats, images, targets, rng
         )
         losses = loss[None]
     else:
         micro_batches = (
-            _split_micro_batches(batch["image"], grad_accum_steps),
-            _split_micro_batches(batch["label"], grad_accum_steps),
+            _split_micro_batches(images, grad_accum_steps),
+            _split_micro_batches(targets, grad_accum_steps),
             jax.random.split(rng, grad_accum_steps),
         )
         zeros = jax.tree.map(jnp.zeros_like, state.params)

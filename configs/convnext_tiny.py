@@ -7,9 +7,11 @@
 Variants: atto, femto, pico, nano, tiny (default), small, base, large, xlarge.
 Recipe (official ImageNet-1k): AdamW lr 4e-3 at batch 4096 (scaled linearly to batch_size),
 weight decay 0.05, 20 warmup epochs of 300, cosine to 1e-6, label smoothing 0.1, EMA 0.9999,
-drop path 0.1 (T) / 0.4 (S) / 0.5 (B, L, XL). Mixup/CutMix, RandAugment and random erasing come
-with the augmentation library. Expected: throughput in BENCHMARKS.md; from scratch on a few
-hundred bird photos ConvNeXt underfits — it needs ImageNet-scale data or pretrained weights.
+drop path 0.1 (T) / 0.4 (S) / 0.5 (B, L, XL), and its augmentation (RECIPE_PIPELINE): bicubic
+random-resized-crop, flip, RandAugment rand-m9-mstd0.5-inc1, random erasing 0.25 (pixel mode),
+Mixup 0.8 / CutMix 1.0 (switch 0.5) with soft, smoothed targets. Expected: throughput in
+BENCHMARKS.md; from scratch on a few hundred bird photos ConvNeXt underfits — it needs
+ImageNet-scale data or pretrained weights.
 """
 
 import ml_collections
@@ -22,6 +24,17 @@ _DROP_PATH = {
 }  # fmt: skip
 
 
+RECIPE_PIPELINE = "|".join(
+    [
+        'random_resized_crop(interpolation="bicubic")',
+        "flip_lr",
+        'randaugment("rand-m9-mstd0.5-inc1", interpolation="bicubic")',
+        'random_erasing(mode="pixel", p=0.25)',
+        "mixup(mixup_alpha=0.8, cutmix_alpha=1.0)",
+    ]
+)
+
+
 def get_config(size: str = "tiny") -> ml_collections.ConfigDict:
     """Returns the ConvNeXt config for one model size."""
     if size not in _DROP_PATH:
@@ -31,6 +44,8 @@ def get_config(size: str = "tiny") -> ml_collections.ConfigDict:
     config.model.drop_path_rate = _DROP_PATH[size]
     config.data.source = "folder"
     config.data.image_size = 224
+    config.data.train_pipeline = RECIPE_PIPELINE
+    config.data.interpolation = "bicubic"
     config.batch_size = 128
     config.base_batch_size = 4096
     config.lr = 4e-3

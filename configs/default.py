@@ -23,11 +23,19 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.data_dir = None  # TFDS data_dir (None: TFDS's default)
     config.data.train_split = "train"
     config.data.eval_split = "valid"
+    config.data.kaggle_handle = ""  # kagglehub handle fetched when data.root is empty
+    # Splits and classes (bird_jax.data.subset), seeded by split_seed, not the training seed.
+    config.data.valid_from_train = 0.0  # carve a stratified validation split (fraction of train)
+    config.data.classes = ()  # explicit class names to keep (empty: all)
+    config.data.min_images_per_class = 0  # keep classes with at least this many train images
+    config.data.top_k_classes = 0  # keep the k classes with most train images (0: all)
+    config.data.images_per_class = 0  # seeded sample of at most this many train images per class
+    config.data.split_seed = 0
     config.data.image_size = 32
-    config.data.crop_scale = (0.08, 1.0)
-    config.data.crop_ratio = (3 / 4, 4 / 3)
-    config.data.eval_crop_pct = 0.875
-    config.data.flip = True
+    # Training augmentation (bird_jax.augment): host ops | device ops | batch op (Mixup/CutMix).
+    config.data.train_pipeline = "random_resized_crop(scale=(0.08, 1))|flip_lr"
+    config.data.eval_crop_pct = 0.875  # eval: resize to image_size / pct, centre-crop image_size
+    config.data.interpolation = "bilinear"  # eval resize; bilinear | bicubic
     config.data.mean = (0.485, 0.456, 0.406)
     config.data.std = (0.229, 0.224, 0.225)
     config.data.num_workers = 0
@@ -73,7 +81,8 @@ def get_bird_folder_config() -> ml_collections.ConfigDict:
     """
     config = get_config()
     config.data.source = "folder"
-    config.data.crop_scale = (0.35, 1.0)  # small sets: keep most of the bird in the crop
+    # Small sets: keep most of the bird in the crop.
+    config.data.train_pipeline = "random_resized_crop(scale=(0.35, 1))|flip_lr"
     config.batch_size = 64
     config.base_batch_size = 256
     config.num_epochs = 60.0

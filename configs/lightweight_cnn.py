@@ -2,22 +2,30 @@
 
   python -m bird_jax.main --config=configs/lightweight_cnn.py --workdir=runs/lightweight \
       --config.data.root=/data/cub20
+  python -m bird_jax.main --config=configs/lightweight_cnn.py:study ...      # all 11 augmentations
+  python -m bird_jax.main --config=configs/lightweight_cnn.py:clahe ...      # crop + one of them
 
 `root` holds {train,valid,test}/<SPECIES>/*.jpg (the Kaggle "BIRDS 525 SPECIES" layout).
+Variants: '' (random-resized-crop + flip), 'study' (crop + the bird study's eleven augmentations,
+configs/study_augmentations.py), or one study augmentation's name (crop + that one alone).
 Expected on cub20 (20 CUB species, 479 train photos, from scratch, 420 steps): 39.2% test top-1
 (76.5% top-5) in 17 min on a 2-core Intel Xeon CPU in bfloat16 (float32 is about twice as fast
-on CPU); see BENCHMARKS.md.
+on CPU); with and without the study's augmentations: see BENCHMARKS.md.
 """
 
 import ml_collections
 
-from configs import default
+from configs import default, study_augmentations
 
 
-def get_config() -> ml_collections.ConfigDict:
-    """Returns the lightweight-CNN config."""
+def get_config(variant: str = "") -> ml_collections.ConfigDict:
+    """Returns the lightweight-CNN config with the variant's augmentations."""
     config = default.get_bird_folder_config()
     config.model_name = "lightweight_cnn"
     config.data.image_size = 128
     config.lr = 4e-3
+    if variant == "study":
+        config.data.train_pipeline = study_augmentations.study_pipeline()
+    elif variant:
+        config.data.train_pipeline = study_augmentations.study_pipeline([variant])
     return config

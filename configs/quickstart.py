@@ -15,8 +15,7 @@ def get_config() -> ml_collections.ConfigDict:
     """Returns the quickstart config."""
     config = default.get_config()
     config.data.image_size = 32
-    config.data.crop_scale = (0.6, 1.0)
-    config.data.flip = False  # digits are not mirror-symmetric
+    config.data.train_pipeline = "random_resized_crop(scale=(0.6, 1))"  # digits are not mirrored
     config.batch_size = 64
     config.lr = 4e-3
     config.base_batch_size = 64

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from bird_jax import data
+from bird_jax.augment.crops import random_crop_box
 from bird_jax.data.embedded import ArraySource
-from bird_jax.data.transforms import random_crop_box
 
 IMAGE_SIZE = 16
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
@@ -28,10 +28,9 @@ def make_config(**overrides) -> ml_collections.ConfigDict:
         train_split="train",
         eval_split="valid",
         image_size=IMAGE_SIZE,
-        crop_scale=(0.3, 1.0),
-        crop_ratio=(3 / 4, 4 / 3),
+        train_pipeline="random_resized_crop(scale=(0.3, 1))|flip_lr",
         eval_crop_pct=0.875,
-        flip=True,
+        interpolation="bilinear",
         mean=MEAN,
         std=STD,
         num_workers=0,
@@ -290,19 +289,25 @@ def test_random_crop_box_respects_scale_and_ratio():
     assert (left, top, right, bottom) == (48.0, 0.0, 52.0, 4.0)
 
 
-def test_preprocess_for_eval_center_crops_and_normalizes():
+def test_preprocess_for_eval_center_crops():
     image = np.zeros((40, 60, 3), np.uint8)
     image[7:33, 17:43] = 255  # White centre, a little wider than half the shorter side.
     out = data.preprocess_for_eval(image, make_config(eval_crop_pct=0.5))
-    assert out.shape == (IMAGE_SIZE, IMAGE_SIZE, 3) and out.dtype == np.float32
-    white = (1 - np.array(MEAN)) / np.array(STD)
-    np.testing.assert_allclose(out, np.broadcast_to(white, out.shape), atol=1e-5)
+    assert out.shape == (IMAGE_SIZE, IMAGE_SIZE, 3) and out.dtype == np.uint8
+    assert (out == 255).all()
     wider = data.preprocess_for_eval(image, make_config(eval_crop_pct=1.0))
-    assert wider[0, 0, 0] < 0 < wider[IMAGE_SIZE // 2, IMAGE_SIZE // 2, 0]  # Black edge kept.
+    assert wider[0, 0, 0] == 0 and wider[IMAGE_SIZE // 2, IMAGE_SIZE // 2, 0] == 255
 
 
 def test_bad_augmentation_settings_are_errors(bird_info):
-    for overrides in (dict(crop_scale=(0.5, 1.5)), dict(eval_crop_pct=0), dict(interpolation="x")):
+    for overrides in (
+        dict(train_pipeline="random_resized_crop(scale=(0.5, 1.5))"),
+        dict(train_pipeline="flip_lr"),  # no op sets the size
+        dict(train_pipeline="resize|median_blur(4)"),
+        dict(train_pipeline="resize|brightness(0.2)|flip_lr"),  # host op after a device op
+        dict(eval_crop_pct=0),
+        dict(interpolation="x"),
+    ):
         with pytest.raises(ValueError):
             data.TrainIterator(bird_info, make_config(**overrides), global_batch_size=16, seed=0)
 
@@ -314,14 +319,12 @@ def test_train_batches_shapes_dtypes_ranges_and_placement(bird_info):
     iterator = data.TrainIterator(bird_info, make_config(), global_batch_size=16, seed=0)
     batch = next(iterator)
     assert batch["image"].shape == (8, 2, IMAGE_SIZE, IMAGE_SIZE, 3)
-    assert batch["image"].dtype == np.float32
+    assert batch["image"].dtype == np.uint8  # normalised on the device
     assert batch["label"].shape == (8, 2) and batch["label"].dtype == np.int32
     assert set(batch["image"].sharding.device_set) == set(jax.local_devices())
     assert batch["image"].addressable_shards[0].data.shape == (1, 2, IMAGE_SIZE, IMAGE_SIZE, 3)
     images, labels = np.asarray(batch["image"]), np.asarray(batch["label"])
-    low, high = -np.array(MEAN) / np.array(STD), (1 - np.array(MEAN)) / np.array(STD)
-    assert np.all(images >= low - 1e-5) and np.all(images <= high + 1e-5)
-    assert images.std() > 0.1  # Not blank.
+    assert images.std() > 10  # Not blank.
     assert labels.min() >= 0 and labels.max() < 3
 
 
@@ -329,11 +332,9 @@ def test_train_batches_shapes_dtypes_ranges_and_placement(bird_info):
 def test_flip_mirrors_about_half_the_images_when_enabled(flip):
     image = np.random.default_rng(0).integers(0, 256, (1, 8, 8, 3), dtype=np.uint8)
     info = data.DatasetInfo(["only"], {"train": ArraySource("one", image, np.zeros(1))})
-    config = make_config(
-        image_size=8, crop_scale=(1, 1), crop_ratio=(1, 1), flip=flip, mean=(0,) * 3, std=(1,) * 3
-    )
+    config = make_config(image_size=8, train_pipeline="resize|flip_lr" if flip else "resize")
     batch = next(data.TrainIterator(info, config, global_batch_size=32, seed=0))
-    pixels = np.round(np.asarray(batch["image"]).reshape(32, 8, 8, 3) * 255)
+    pixels = np.asarray(batch["image"]).reshape(32, 8, 8, 3)
     mirrored = [np.array_equal(p, image[0, :, ::-1]) for p in pixels]
     unchanged = [np.array_equal(p, image[0]) for p in pixels]
     assert all(m or u for m, u in zip(mirrored, unchanged, strict=True))
@@ -411,7 +412,7 @@ def test_eval_sees_every_example_once_and_pads_the_last_batch():
     pixels = np.concatenate([np.asarray(b["image"])[..., 0, 0, 0].ravel() for b in batches])
     assert masks.tolist() == [1.0] * 13 + [0.0] * 3
     assert labels[:13].tolist() == list(range(13))
-    np.testing.assert_allclose(pixels[:13] * 255, values, atol=1e-3)
+    np.testing.assert_array_equal(pixels[:13], values)
     assert batches[1]["mask"].shape == (8, 1) and batches[1]["image"].shape == (8, 1, 8, 8, 3)
 
 

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bird_jax import models, optim
+from bird_jax import augment, models, optim
 from bird_jax.models.convnext import ConvNeXt
 from bird_jax.train_step import create_train_state, train_step
 from configs import default
@@ -14,6 +14,14 @@ from configs import default
 IMAGE = 32
 GLOBAL_BATCH = 16
 LR = 1e-2
+NUM_CLASSES = 5
+# Device ops and Mixup/CutMix: keyed by global example index, so device count must not matter.
+AUGMENTED = "resize|brightness(0.2, p=0.5)|random_erasing(p=0.5)|mixup(0.8, cutmix_alpha=1.0)"
+
+
+def _augment(spec: str = "resize") -> augment.DeviceAugment:
+    pipeline = augment.parse_pipeline(spec, image_size=IMAGE, mean=(0.5,) * 3, std=(0.25,) * 3)
+    return augment.DeviceAugment(pipeline.device, pipeline.batch, (0.5,) * 3, (0.25,) * 3)
 
 
 def _config(**overrides):
@@ -72,13 +80,14 @@ def _setup(model_name="tiny", dtype=jnp.float32, use_ema=True, **config_override
 def _batch(seed=0):
     rng = np.random.default_rng(seed)
     return {
-        "image": rng.normal(size=(GLOBAL_BATCH, IMAGE, IMAGE, 3)).astype(np.float32),
+        "image": rng.integers(0, 256, (GLOBAL_BATCH, IMAGE, IMAGE, 3), dtype=np.uint8),
         "label": rng.integers(0, 5, GLOBAL_BATCH).astype(np.int32),
     }
 
 
-def _run(state, model, tx, schedule, num_devices, steps=2, **step_kwargs):
+def _run(state, model, tx, schedule, num_devices, steps=2, spec="resize", **step_kwargs):
     devices = jax.local_devices()[:num_devices]
+    step_kwargs = dict(augment=_augment(spec), num_classes=NUM_CLASSES, **step_kwargs)
     p_step = jax.pmap(
         lambda s, b: train_step(s, b, model=model, tx=tx, schedule=schedule, **step_kwargs),
         axis_name="batch",
@@ -98,11 +107,13 @@ def _max_diff(a, b):
     return max(float(np.max(np.abs(x - y))) for x, y in pairs)
 
 
-@pytest.mark.parametrize("model_name", ["tiny", "convnext"])
-def test_eight_devices_match_one_device(model_name):
+@pytest.mark.parametrize(
+    "model_name, spec", [("tiny", AUGMENTED), ("convnext", "resize")], ids=["tiny", "convnext"]
+)
+def test_eight_devices_match_one_device(model_name, spec):
     model, tx, schedule, state = _setup(model_name)
-    one, m1 = _run(state, model, tx, schedule, num_devices=1, ema_decay=0.99)
-    eight, m8 = _run(state, model, tx, schedule, num_devices=8, ema_decay=0.99)
+    one, m1 = _run(state, model, tx, schedule, num_devices=1, spec=spec, ema_decay=0.99)
+    eight, m8 = _run(state, model, tx, schedule, num_devices=8, spec=spec, ema_decay=0.99)
     # Adam normalises each gradient, so float32 summation-order noise in near-zero gradients can
     # move a parameter by a small fraction of one step (lr = 1e-2); the models move by ~lr.
     assert _max_diff(one.params, eight.params) < 1e-2 * LR

@@ -1,12 +1,15 @@
 """Image-folder source: root/{train,valid,test}/<CLASS>/<image>, the Kaggle "BIRDS 525" layout.
 
-Class names are the train split's sorted folder names; every split uses that one label mapping.
-Files are checked cheaply (header only) while listing; unreadable ones are skipped, logged and
-counted. Images that fail only on full decode are logged when read and dropped by the pipeline.
+When root holds the Kaggle birds.csv, it lists the files, splits and class names (no directory
+scan). Otherwise class names are the train split's sorted folder names. Either way every split
+uses one label mapping. Files are checked cheaply (header only) while listing; unreadable ones are
+skipped, logged and counted. Images that fail only on full decode are logged when read and dropped
+by the pipeline.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from absl import logging
 
+from bird_jax.data import kaggle
 from bird_jax.data.images import IMAGE_EXTENSIONS, check_image_header, is_image_file, load_image
 from bird_jax.data.info import DatasetInfo
 
@@ -44,6 +48,15 @@ class ImageFolderSource:
         return f"ImageFolderSource(split_dir={self.split_dir!r}, num_images={len(self)})"
 
 
+@dataclasses.dataclass(frozen=True)
+class FolderListing:
+    """Header-checked image files of each split, their labels, and the files skipped."""
+
+    class_names: list[str]
+    files: dict[str, tuple[list[str], list[int]]]  # split -> (paths, labels)
+    skipped: dict[str, list[str]]
+
+
 def _visible_entries(directory: str) -> list[os.DirEntry]:
     with os.scandir(directory) as entries:
         return sorted((e for e in entries if not e.name.startswith(".")), key=lambda e: e.name)
@@ -56,8 +69,8 @@ def _class_names(split_dir: str) -> list[str]:
     return names
 
 
-def _list_split(split_dir: str, class_names: list[str]) -> tuple[ImageFolderSource, list[str]]:
-    """Lists and header-checks a split's images; returns the source and the skipped files."""
+def _scan_split(split_dir: str, class_names: list[str]) -> tuple[list[str], list[int]]:
+    """The image files under split_dir/<CLASS>/ and their labels in `class_names`."""
     label_of = {name: label for label, name in enumerate(class_names)}
     paths, labels = [], []
     for name in _class_names(split_dir):
@@ -78,7 +91,13 @@ def _list_split(split_dir: str, class_names: list[str]) -> tuple[ImageFolderSour
             )
         paths += files
         labels += [label_of[name]] * len(files)
+    return paths, labels
 
+
+def _check_headers(
+    split: str, paths: list[str], labels: list[int], class_names: list[str]
+) -> tuple[list[str], list[int], list[str]]:
+    """Drops files whose header does not read; returns the readable files and the skipped ones."""
     with ThreadPoolExecutor(_HEADER_CHECK_THREADS) as pool:
         problems = list(pool.map(check_image_header, paths))
     readable_paths, readable_labels, skipped = [], [], []
@@ -91,32 +110,57 @@ def _list_split(split_dir: str, class_names: list[str]) -> tuple[ImageFolderSour
             readable_labels.append(label)
     unreadable = sorted(set(labels) - set(readable_labels))
     if unreadable:
-        folders = [os.path.join(split_dir, class_names[label]) for label in unreadable]
-        raise ValueError(f"Class folders hold no readable images: {folders}.")
-    return ImageFolderSource(split_dir, readable_paths, readable_labels), skipped
+        names = [class_names[label] for label in unreadable]
+        raise ValueError(f"Split {split!r}: classes with no readable images: {names}.")
+    return readable_paths, readable_labels, skipped
 
 
-def load_folder(root: str, train_split: str, eval_split: str) -> DatasetInfo:
-    """Lists root/<split>/<CLASS>/ for the train and eval splits and any other standard split."""
+def list_image_folder(root: str, splits: Sequence[str]) -> FolderListing:
+    """Lists `splits` (the first is the train split) and any other standard split of root.
+
+    Uses root/birds.csv when present (Kaggle BIRDS 525), else scans root/<split>/<CLASS>/.
+    """
     if not os.path.isdir(root):
         raise FileNotFoundError(
             f"Image folder root {root!r} does not exist; "
             f"expected {root}/{{train,valid,test}}/<CLASS>/*.jpg."
         )
-    for split in (train_split, eval_split):
-        if not os.path.isdir(os.path.join(root, split)):
-            present = [entry.name for entry in _visible_entries(root) if entry.is_dir()]
+    names = list(dict.fromkeys([*splits, *STANDARD_SPLITS]))
+    csv_path = os.path.join(root, kaggle.BIRDS_CSV)
+    use_csv = os.path.isfile(csv_path)
+    if use_csv:
+        class_names, files = kaggle.read_birds_csv(root)
+        found = sorted(files)
+    else:
+        found = [entry.name for entry in _visible_entries(root) if entry.is_dir()]
+    for split in splits:
+        if split not in found:
             raise FileNotFoundError(
-                f"Split folder {os.path.join(root, split)!r} does not exist (found {present}); "
-                f"add it or set config.data.train_split/eval_split to existing split folders."
+                f"Split {split!r} does not exist in {csv_path if use_csv else root} (found "
+                f"{found}); add it or set config.data.train_split/eval_split to existing splits."
             )
-    names = dict.fromkeys([train_split, eval_split, *STANDARD_SPLITS])
-    class_names = _class_names(os.path.join(root, train_split))
-    splits, skipped = {}, {}
-    for name in names:
-        if os.path.isdir(os.path.join(root, name)):
-            splits[name], skipped[name] = _list_split(os.path.join(root, name), class_names)
-            logging.info(
-                "Split %r: %d images, %d skipped.", name, len(splits[name]), len(skipped[name])
-            )
-    return DatasetInfo(class_names=class_names, splits=splits, skipped_files=skipped)
+    if not use_csv:
+        class_names = _class_names(os.path.join(root, splits[0]))
+        files = {
+            name: _scan_split(os.path.join(root, name), class_names)
+            for name in names
+            if name in found
+        }
+    listing = FolderListing(class_names, {}, {})
+    for split in names:
+        if split in files:
+            paths, labels, skipped = _check_headers(split, *files[split], class_names)
+            listing.files[split] = (paths, labels)
+            listing.skipped[split] = skipped
+            logging.info("Split %r: %d images, %d skipped.", split, len(paths), len(skipped))
+    return listing
+
+
+def load_folder(root: str, splits: Sequence[str]) -> DatasetInfo:
+    """A DatasetInfo of image-folder sources for list_image_folder(root, splits)."""
+    listing = list_image_folder(root, splits)
+    sources = {
+        split: ImageFolderSource(os.path.join(root, split), paths, labels)
+        for split, (paths, labels) in listing.files.items()
+    }
+    return DatasetInfo(listing.class_names, sources, listing.skipped)

@@ -1,7 +1,9 @@
 """DatasetInfo: the class names and the random-access splits every source produces.
 
 Every split is a Grain RandomAccessDataSource (``len`` + ``__getitem__``) whose records are dicts
-``{'image': uint8 [H, W, 3], 'label': int32 scalar}``. Image sizes may differ between records.
+``{'image': uint8 [H, W, 3], 'label': int32 scalar}``, with a stable ``repr`` (Grain checks it when
+restoring a state) and ``labels``: int32 [N], every record's label, read without decoding images
+(for class subsetting and carving, bird_jax.data.subset). Image sizes may differ between records.
 The image-folder source decodes lazily and yields ``'image': None`` for a file that fails to
 decode; the pipeline drops those records (see transforms.DropUndecodable).
 """

@@ -2,7 +2,7 @@
 
 Every batch is a dict of arrays shaped [local_devices, per_device_batch, ...], sharded along
 axis 0 over a 1-D mesh of jax.local_devices() (the layout jax.pmap expects):
-  train: {'image': float32 [D, B, H, W, 3], 'label': int32 [D, B]}
+  train: {'image': uint8 [D, B, H, W, 3], 'label': int32 [D, B]}
   eval:  the same plus 'mask': float32 [D, B] (1 real example, 0 padding).
 """
 
@@ -162,7 +162,7 @@ def _pad_with_mask(batch: dict[str, np.ndarray], batch_size: int) -> dict[str, n
 
 def _empty_batch(image_size: int) -> dict[str, np.ndarray]:
     return {
-        "image": np.zeros((0, image_size, image_size, 3), np.float32),
+        "image": np.zeros((0, image_size, image_size, 3), np.uint8),
         "label": np.zeros((0,), np.int32),
     }
 

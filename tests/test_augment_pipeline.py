@@ -1,0 +1,133 @@
+"""Pipeline strings: parsing, early errors, host/device split, determinism, and the preview."""
+
+import pickle
+
+import jax
+import numpy as np
+import pytest
+
+from bird_jax import augment, preview, reporting
+from bird_jax.augment import gallery
+from configs import quickstart, study_augmentations
+
+SIZE = 16
+MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+
+
+def _parse(spec):
+    return augment.parse_pipeline(spec, image_size=SIZE, mean=MEAN, std=STD)
+
+
+def test_pipeline_splits_into_host_device_and_batch_ops():
+    pipeline = _parse(
+        "random_resized_crop(scale=(0.5, 1))|flip_lr|median_blur(3, p=0.3)|"
+        "brightness(0.1)|random_erasing(p=0.25)|mixup(0.8, cutmix_alpha=1.0)"
+    )
+    assert [op.name for op in pipeline.host] == ["random_resized_crop", "flip_lr", "median_blur"]
+    assert [op.name for op in pipeline.device] == ["brightness", "random_erasing"]
+    assert pipeline.batch.name == "mixup"
+    crop, flip, blur = pipeline.host
+    assert crop.fn.keywords == {"size": SIZE, "scale": (0.5, 1)}  # size from data.image_size
+    assert (flip.p, blur.p, blur.fn.keywords["ksize"]) == (0.5, 0.3, 3)  # positional -> 1st param
+    erasing = pipeline.device[1]
+    assert erasing.fn.keywords["mean"] == MEAN and erasing.fn.keywords["std"] == STD
+    assert pipeline.batch.fn.keywords["cutmix_alpha"] == 1.0
+    assert str(_parse(str(pipeline))) == str(pipeline)  # str() round-trips
+
+
+def test_a_list_of_op_strings_is_a_pipeline_too():
+    assert str(_parse(["resize", "flip_lr(p=1)"])) == str(_parse("resize | flip_lr(p=1)"))
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("resize|median_blurr(3)", "Did you mean"),
+        ("resize|median_blur(kernel=3)", "no parameter 'kernel'"),
+        ("resize|median_blur(3, ksize=5)", "twice"),
+        ("resize|median_blur(4)", "ksize"),  # the op's own check, run at parse time
+        ("resize|brightness(0.1, p=1.5)", "probability"),
+        ("resize|brightness(foo)", "literals"),
+        ("resize|brightness(0.1", "Cannot parse"),
+        ("resize|brightness(0.2)|flip_lr", "cannot follow"),
+        ("resize|mixup|mixup", "cannot follow"),
+        ("resize|mixup(p=0.5)", "prob"),
+        ("flip_lr", "must produce 16x16"),
+        ("random_resized_crop(size=8)", "must produce 16x16"),
+    ],
+)
+def test_bad_pipelines_fail_at_parse_time_saying_what_to_fix(spec, message):
+    with pytest.raises(ValueError, match=message):
+        _parse(spec)
+
+
+def test_host_augment_is_deterministic_per_record_seed_and_picklable():
+    transform = augment.HostAugment(_parse("random_resized_crop|flip_lr|jpeg((30, 90))").host)
+    transform = pickle.loads(pickle.dumps(transform))  # what Grain does for worker processes
+    image = np.random.default_rng(0).integers(0, 256, (40, 30, 3), dtype=np.uint8)
+    record = {"image": image, "label": np.int32(1)}
+
+    def run(seed):
+        return transform.random_map(record, np.random.default_rng(seed))["image"]
+
+    assert run(1).shape == (SIZE, SIZE, 3) and run(1).dtype == np.uint8
+    np.testing.assert_array_equal(run(1), run(1))
+    assert not np.array_equal(run(1), run(2))
+
+
+def test_device_augment_normalises_and_keys_examples_by_global_index():
+    pipeline = _parse("resize|brightness(0.3)|gaussian_noise(0.1, p=0.5)")
+    device = augment.DeviceAugment.from_pipeline(pipeline, _DataConfig())
+    images = np.random.default_rng(0).integers(0, 256, (8, SIZE, SIZE, 3), dtype=np.uint8)
+    targets = jax.nn.one_hot(np.arange(8) % 3, 3)
+    key = jax.random.PRNGKey(0)
+    out, out_targets = jax.jit(device)(images, targets, key)
+    assert out.dtype == np.float32 and out.shape == images.shape
+    np.testing.assert_array_equal(out_targets, targets)  # no batch op: targets untouched
+    # The same 8 examples split over 4 devices get exactly the same augmentation.
+    sharded = jax.pmap(lambda x, t: device(x, t, key, axis_name="i"), axis_name="i")(
+        images.reshape(4, 2, SIZE, SIZE, 3), np.asarray(targets).reshape(4, 2, 3)
+    )[0]
+    np.testing.assert_allclose(np.asarray(sharded).reshape(out.shape), out, atol=1e-6)
+    # Without device ops it is plain normalisation.
+    plain = augment.DeviceAugment((), None, MEAN, STD)(images, targets, key)[0]
+    np.testing.assert_allclose(plain, augment.normalize(images, MEAN, STD), atol=1e-6)
+
+
+class _DataConfig:
+    mean, std = MEAN, STD
+
+
+def test_study_pipeline_has_all_eleven_augmentations_and_parses():
+    pipeline = _parse(study_augmentations.study_pipeline())
+    assert len(pipeline.host) + len(pipeline.device) == 1 + 11
+    assert _parse(study_augmentations.study_pipeline(["clahe"])).host[-1].name == "clahe"
+    with pytest.raises(ValueError, match="Unknown study augmentation"):
+        study_augmentations.study_pipeline(["sharpen"])
+
+
+def test_gallery_apply_op_shows_each_kind_of_op():
+    config = _DataConfig()
+    images = np.random.default_rng(1).integers(0, 256, (4, SIZE, SIZE, 3), dtype=np.uint8)
+    labels = np.arange(4)
+    pipeline = _parse("resize|flip_lr|brightness(0.5)|mixup(cutmix_alpha=0.0)")
+    flipped = gallery.apply_op(pipeline.host[1], config, images, labels, 4)
+    np.testing.assert_array_equal(flipped, images[:, :, ::-1])  # p=1 in the gallery
+    for op in (pipeline.device[0], pipeline.batch):
+        shown = gallery.apply_op(op, config, images, labels, 4)
+        assert shown.dtype == np.uint8 and shown.shape == images.shape
+        assert not np.array_equal(shown, images)
+
+
+def test_preview_rows_show_originals_each_op_and_the_whole_pipeline():
+    config = quickstart.get_config()
+    config.data.train_pipeline = "random_resized_crop(scale=(0.6, 1))|clahe|salt_pepper(0.1)"
+    rows = preview.preview_rows(config, "train", 3, None, 2, seed=0)
+    titles = [title for title, _ in rows]
+    assert titles[:3] == ["original", "random_resized_crop(scale=(0.6, 1))", "clahe()"]
+    assert titles[-2:] == ["train pipeline #1", "train pipeline #2"]
+    assert len(rows) == 1 + 3 + 2 and all(images.shape == (3, 32, 32, 3) for _, images in rows)
+    only = preview.preview_rows(config, "train", 2, "grid_mask()|jpeg(10)", 1, seed=0)
+    assert [title for title, _ in only][1:3] == ["grid_mask()", "jpeg(quality=10)"]
+    grid = reporting.labelled_rows_image(rows)
+    assert grid.dtype == np.uint8 and grid.ndim == 3 and grid.shape[1] > 3 * 32
