@@ -11,10 +11,8 @@ alone with probability 1, then --pipeline_rows rows of the full train pipeline.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
-import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 from PIL import Image
@@ -33,53 +31,13 @@ flags.DEFINE_integer("seed", 0, "Seed of the random augmentations.")
 flags.mark_flags_as_required(["config"])
 
 
-def pick_examples(source, count: int) -> list[int]:
-    """Indices of `count` examples, cycling through the classes so the rows show variety."""
-    labels = np.asarray(source.labels)
-    by_class = [np.flatnonzero(labels == label) for label in np.unique(labels)]
-    picked, rank = [], 0
-    while len(picked) < min(count, len(labels)):
-        picked += [int(indices[rank]) for indices in by_class if rank < len(indices)]
-        rank += 1
-    return picked[:count]
-
-
-def preview_rows(
-    config, split: str, num_images: int, ops_spec: str | None, pipeline_rows: int, seed: int
-) -> list[tuple[str, np.ndarray]]:
-    """(title, uint8 images) rows: originals, each op alone, whole-pipeline samples."""
-    info = data.load_splits(config.data)
-    source = info.source(split)
-    records = [source[i] for i in pick_examples(source, num_images)]
-    records = [record for record in records if record["image"] is not None]
-    raw = [record["image"] for record in records]
-    labels = np.array([record["label"] for record in records])
-    originals = np.stack([data.preprocess_for_eval(image, config.data) for image in raw])
-    pipeline = augment.train_pipeline(config.data)
-    shown = augment.parse_ops(
-        ops_spec or config.data.train_pipeline,
-        image_size=config.data.image_size,
-        mean=config.data.mean,
-        std=config.data.std,
-    )
-    rows = [("original", originals)]
-    for op in shown:
-        images = gallery.apply_op(op, config.data, originals, labels, info.num_classes, seed)
-        rows.append((str(dataclasses.replace(op, p=1.0)), images))
-    for row in range(pipeline_rows):
-        images = gallery.apply_pipeline(
-            pipeline, config.data, raw, labels, info.num_classes, seed + 1 + row
-        )
-        rows.append((f"train pipeline #{row + 1}", images))
-    return rows
-
-
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     config = FLAGS.config
-    rows = preview_rows(
+    rows = gallery.preview_rows(
         config,
+        data.load_splits(config.data),
         FLAGS.split or config.data.train_split,
         FLAGS.num_images,
         FLAGS.ops,

@@ -50,16 +50,21 @@ def _validate(config: ml_collections.ConfigDict) -> None:
     get_policy(config.precision)
 
 
-def _input_grid(config: ml_collections.ConfigDict, batch: dict, num_classes: int) -> np.ndarray:
-    """Up to 32 images of a train batch with the device augmentations applied, as one image."""
+def _input_images(config: ml_collections.ConfigDict, info: data.DatasetInfo, batch: dict) -> dict:
+    """TensorBoard images of the input: the first train batch as the model sees it (device
+    augmentations applied), and each augmentation op alone plus whole-pipeline samples."""
     host_batch = jax.device_get(batch)
     images = np.asarray(host_batch["image"]).reshape(-1, *batch["image"].shape[-3:])[:32]
     labels = np.asarray(host_batch["label"]).reshape(-1)[:32]
     pipeline = augment.train_pipeline(config.data)
     augmented = gallery.apply_device_half(
-        pipeline, config.data, images, labels, num_classes, config.seed
+        pipeline, config.data, images, labels, info.num_classes, config.seed
     )
-    return reporting.image_grid(augmented)
+    rows = gallery.preview_rows(config, info, config.data.train_split, seed=config.seed)
+    return {
+        "train/inputs": reporting.image_grid(augmented)[None],
+        "train/augmentations": reporting.labelled_rows_image(rows)[None],
+    }
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
@@ -147,8 +152,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 batch = next(train_iter)
                 state, metrics = p_train_step(state, batch)
             if step == start_step + 1 and is_chief and config.log_input_grid:
-                grid = _input_grid(config, batch, len(class_names))
-                writer.write_images(step, {"train/inputs": grid[None]})
+                writer.write_images(step, _input_images(config, info, batch))
             metrics = flax.jax_utils.unreplicate(metrics)
             train_metrics = metrics if train_metrics is None else train_metrics.merge(metrics)
             for hook in hooks:

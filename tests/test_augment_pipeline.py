@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from bird_jax import augment, preview, reporting
+from bird_jax import augment, data, reporting
 from bird_jax.augment import gallery
 from configs import quickstart, study_augmentations
 
@@ -122,12 +122,13 @@ def test_gallery_apply_op_shows_each_kind_of_op():
 def test_preview_rows_show_originals_each_op_and_the_whole_pipeline():
     config = quickstart.get_config()
     config.data.train_pipeline = "random_resized_crop(scale=(0.6, 1))|clahe|salt_pepper(0.1)"
-    rows = preview.preview_rows(config, "train", 3, None, 2, seed=0)
+    info = data.load_splits(config.data)
+    rows = gallery.preview_rows(config, info, "train", 3, None, 2, seed=0)
     titles = [title for title, _ in rows]
     assert titles[:3] == ["original", "random_resized_crop(scale=(0.6, 1))", "clahe()"]
     assert titles[-2:] == ["train pipeline #1", "train pipeline #2"]
     assert len(rows) == 1 + 3 + 2 and all(images.shape == (3, 32, 32, 3) for _, images in rows)
-    only = preview.preview_rows(config, "train", 2, "grid_mask()|jpeg(10)", 1, seed=0)
+    only = gallery.preview_rows(config, info, "train", 2, "grid_mask()|jpeg(10)", 1, seed=0)
     assert [title for title, _ in only][1:3] == ["grid_mask()", "jpeg(quality=10)"]
     grid = reporting.labelled_rows_image(rows)
     assert grid.dtype == np.uint8 and grid.ndim == 3 and grid.shape[1] > 3 * 32

@@ -36,7 +36,9 @@ def _max_diff(a, b):
 def trained_run(tmp_path_factory):
     """One uninterrupted tiny run, shared by the tests below."""
     workdir = str(tmp_path_factory.mktemp("uninterrupted"))
-    results = train.train_and_evaluate(tiny_config(), workdir)
+    config = tiny_config()
+    config.log_input_grid = True  # does not change training
+    results = train.train_and_evaluate(config, workdir)
     return workdir, results
 
 
@@ -46,7 +48,11 @@ def test_training_writes_reports_and_checkpoints(trained_run):
     for name in ("config.json", "labels.json", "eval_valid.json", "confusion_valid.csv",
                  "confusion_valid.png"):  # fmt: skip
         assert os.path.exists(os.path.join(workdir, name)), name
-    assert any(f.startswith("events.out.tfevents") for f in os.listdir(workdir))
+    (events,) = [f for f in os.listdir(workdir) if f.startswith("events.out.tfevents")]
+    with open(os.path.join(workdir, events), "rb") as f:
+        logged = f.read()
+    for tag in (b"train/inputs", b"train/augmentations", b"valid/confusion_matrix"):
+        assert tag in logged, tag
     state, _ = _final_state(tiny_config(), workdir)
     assert int(state.step) == TOTAL_STEPS
 

@@ -1,20 +1,30 @@
 """Augmented samples for viewing: one op at a time, or the whole train pipeline.
 
-Used by `python -m bird_jax.preview`, by the train loop's TensorBoard input grid and by the
-data-exploration notebook. Everything returns uint8 [N, H, W, 3] images.
+Used by `python -m bird_jax.preview`, by the train loop's TensorBoard images at the start of a
+run and by the data-exploration notebook. Images are uint8 [N, H, W, 3].
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bird_jax import data
 from bird_jax.augment.device import DeviceAugment
 from bird_jax.augment.host import apply_host_ops
-from bird_jax.augment.registry import BATCH, DEVICE, HOST, Op, Pipeline
+from bird_jax.augment.registry import (
+    BATCH,
+    DEVICE,
+    HOST,
+    Op,
+    Pipeline,
+    parse_ops,
+    train_pipeline,
+)
 
 
 def denormalize(images, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
@@ -81,3 +91,53 @@ def apply_pipeline(
         ]
     )
     return apply_device_half(pipeline, data_config, host, labels, num_classes, seed)
+
+
+def pick_examples(source, count: int) -> list[int]:
+    """Indices of `count` examples, cycling through the classes so the rows show variety."""
+    labels = np.asarray(source.labels)
+    by_class = [np.flatnonzero(labels == label) for label in np.unique(labels)]
+    picked, rank = [], 0
+    while len(picked) < min(count, len(labels)):
+        picked += [int(indices[rank]) for indices in by_class if rank < len(indices)]
+        rank += 1
+    return picked[:count]
+
+
+def preview_rows(
+    config,
+    info,
+    split: str,
+    num_images: int = 6,
+    ops_spec: str | None = None,
+    pipeline_rows: int = 2,
+    seed: int = 0,
+) -> list[tuple[str, np.ndarray]]:
+    """(title, uint8 images) rows: originals, each op alone (p=1), whole-pipeline samples.
+
+    `info` is the loaded dataset (data.load_splits); the ops shown are those of `ops_spec`, or of
+    config.data.train_pipeline when None.
+    """
+    source = info.source(split)
+    records = [source[i] for i in pick_examples(source, num_images)]
+    records = [record for record in records if record["image"] is not None]
+    raw = [record["image"] for record in records]
+    labels = np.array([record["label"] for record in records])
+    originals = np.stack([data.preprocess_for_eval(image, config.data) for image in raw])
+    pipeline = train_pipeline(config.data)
+    shown = parse_ops(
+        ops_spec or config.data.train_pipeline,
+        image_size=config.data.image_size,
+        mean=config.data.mean,
+        std=config.data.std,
+    )
+    rows = [("original", originals)]
+    for op in shown:
+        images = apply_op(op, config.data, originals, labels, info.num_classes, seed)
+        rows.append((str(dataclasses.replace(op, p=1.0)), images))
+    for row in range(pipeline_rows):
+        images = apply_pipeline(
+            pipeline, config.data, raw, labels, info.num_classes, seed + 1 + row
+        )
+        rows.append((f"train pipeline #{row + 1}", images))
+    return rows
