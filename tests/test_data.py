@@ -307,6 +307,7 @@ def test_bad_augmentation_settings_are_errors(bird_info):
         dict(train_pipeline="resize|brightness(0.2)|flip_lr"),  # host op after a device op
         dict(eval_crop_pct=0),
         dict(interpolation="x"),
+        dict(read_threads=-2),
     ):
         with pytest.raises(ValueError):
             data.TrainIterator(bird_info, make_config(**overrides), global_batch_size=16, seed=0)
