@@ -40,7 +40,6 @@ import json
 import math
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -53,6 +52,7 @@ from typing import Any
 import numpy as np
 import psutil
 from absl import app, flags, logging
+from machine import cpu_model, load_average, summary  # benchmarks/machine.py
 
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(_REPO_ROOT) not in sys.path:  # `configs` is a folder of the repository, not a package
@@ -106,20 +106,6 @@ def cpu_seconds() -> float:
             times = process.cpu_times()
             total += times.user + times.system
     return total
-
-
-def load_average() -> str:
-    """The 1, 5 and 15 minute load averages."""
-    return " ".join(f"{load:.2f}" for load in os.getloadavg())
-
-
-def summary(values: list[float]) -> dict[str, Any]:
-    return {
-        "median": round(statistics.median(values), 2),
-        "min": round(min(values), 2),
-        "max": round(max(values), 2),
-        "all": [round(v, 2) for v in values],
-    }
 
 
 def time_windows(step: Callable[[], Any], images_per_step: int, steps: int) -> dict[str, Any]:
@@ -400,14 +386,6 @@ def run_in_subprocess(name: str) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 # Report
 # ---------------------------------------------------------------------------------------------
-
-
-def cpu_model() -> str:
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def header() -> list[str]:

@@ -31,6 +31,7 @@ from typing import Any
 import jax
 import numpy as np
 from absl import app, flags, logging
+from machine import cpu_model, load_average, usable_cores  # benchmarks/machine.py
 
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(_REPO_ROOT) not in sys.path:  # `configs` is a folder of the repository, not a package
@@ -54,34 +55,6 @@ _NUM_TRAIN_EXAMPLES = 10_000  # only shapes the learning-rate schedule
 _VERSIONED_PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy")
 
 
-def load_average() -> str:
-    """The 1, 5 and 15 minute load averages, or 'n/a' where the OS has none."""
-    try:
-        return " ".join(f"{load:.2f}" for load in os.getloadavg())
-    except OSError:
-        return "n/a"
-
-
-def cpu_model() -> str:
-    """The CPU's marketing name from /proc/cpuinfo, falling back to `platform.processor()`."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def report_header() -> list[str]:
     """Markdown lines describing the machine, the software and the benchmark settings."""
     devices = jax.local_devices()
@@ -101,7 +74,7 @@ def report_header() -> list[str]:
         f"{_GRAD_ACCUM_STEPS.value}; configs/default.py otherwise (registry-default model kwargs)",
         f"- Timing: {_WARMUP.value} warm-up steps (the first compiles), then {_REPEATS.value} "
         f"windows of {_STEPS_PER_REPEAT.value} steps, each closed by jax.block_until_ready",
-        "- Input pipeline excluded: one batch of random normal images, placed on the devices "
+        "- Input pipeline excluded: one batch of random uint8 images, placed on the devices "
         "once with the data pipeline's sharding, is fed to every step",
     ]
 

@@ -35,6 +35,15 @@ def test_pipeline_splits_into_host_device_and_batch_ops():
     assert str(_parse(str(pipeline))) == str(pipeline)  # str() round-trips
 
 
+def test_only_size_mean_and_std_are_filled_from_the_data_config():
+    for name in augment.registered_ops():
+        op = augment.parse_ops(name, image_size=SIZE, mean=MEAN, std=STD)[0]
+        for key in op.injected:
+            assert op.fn.keywords[key] == {"size": SIZE, "mean": MEAN, "std": STD}[key], name
+    noise = _parse("resize|gaussian_noise").device[0]
+    assert noise.injected == () and noise.fn.keywords == {}
+
+
 def test_a_list_of_op_strings_is_a_pipeline_too():
     assert str(_parse(["resize", "flip_lr(p=1)"])) == str(_parse("resize | flip_lr(p=1)"))
 

@@ -16,7 +16,7 @@ OPS = {
     "saturation": (device_ops.saturation, {}),
     "hue": (device_ops.hue, {"max_delta": 0.2}),
     "color_jitter": (device_ops.color_jitter, {"hue": 0.1}),
-    "gaussian_noise": (device_ops.gaussian_noise, {"std": (0.02, 0.1)}),
+    "gaussian_noise": (device_ops.gaussian_noise, {"sigma": (0.02, 0.1)}),
     "salt_pepper": (device_ops.salt_pepper, {"amount": 0.1}),
     "grid_mask": (device_ops.grid_mask, {}),
     "random_erasing": (device_ops.random_erasing, {"max_count": 2, "mode": "rand", **MEAN_STD}),
@@ -146,9 +146,9 @@ def test_color_jitter_applies_brightness_and_saturation_in_a_random_order():
 
 def test_gaussian_noise_has_the_requested_spread():
     flat = jnp.full((8, 32, 32, 3), 0.5, jnp.float32)
-    fixed = _batched(device_ops.gaussian_noise, std=0.05)(flat, _keys(8)) - 0.5
+    fixed = _batched(device_ops.gaussian_noise, sigma=0.05)(flat, _keys(8)) - 0.5
     np.testing.assert_allclose(fixed.std(axis=(1, 2, 3)), 0.05, rtol=0.1)
-    ranged = _batched(device_ops.gaussian_noise, std=(0.02, 0.1))(flat, _keys(8)) - 0.5
+    ranged = _batched(device_ops.gaussian_noise, sigma=(0.02, 0.1))(flat, _keys(8)) - 0.5
     spread = ranged.std(axis=(1, 2, 3))
     assert float(spread.min()) > 0.02 * 0.9 and float(spread.max()) < 0.1 * 1.1
     assert float(jnp.ptp(spread)) > 0.01
@@ -239,7 +239,7 @@ def test_random_erasing_count_splits_the_area_over_up_to_max_count_boxes():
         (device_ops.hue, {"max_delta": 0.7}, "max_delta"),
         (device_ops.color_jitter, {"contrast": -1.0}, "contrast"),
         (device_ops.color_jitter, {"hue": 0.6}, "hue"),
-        (device_ops.gaussian_noise, {"std": (0.2, 0.1)}, "std"),
+        (device_ops.gaussian_noise, {"sigma": (0.2, 0.1)}, "sigma"),
         (device_ops.salt_pepper, {"amount": 1.5}, "amount"),
         (device_ops.salt_pepper, {"salt_ratio": "half"}, "salt_ratio"),
         (device_ops.grid_mask, {"ratio": 0.0}, "ratio"),

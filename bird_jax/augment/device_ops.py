@@ -154,13 +154,13 @@ def color_jitter(
     return jax.lax.fori_loop(0, len(enabled), apply_step, image)
 
 
-def gaussian_noise(image: jax.Array, key: jax.Array, *, std: Range = 0.05) -> jax.Array:
-    """Adds per-pixel N(0, std) noise; `std` may be a (lo, hi) range drawn per image; clipped."""
+def gaussian_noise(image: jax.Array, key: jax.Array, *, sigma: Range = 0.05) -> jax.Array:
+    """Adds per-pixel N(0, sigma) noise (sigma may be a (lo, hi) range drawn per image); clips."""
     _check_image(image)
-    low, high = check_range("std", std, 0.0, 1.0)
-    std_key, noise_key = jax.random.split(key)
+    low, high = check_range("sigma", sigma, 0.0, 1.0)
+    sigma_key, noise_key = jax.random.split(key)
     noise = jax.random.normal(noise_key, image.shape, image.dtype)
-    return jnp.clip(image + _uniform(std_key, low, high) * noise, 0.0, 1.0)
+    return jnp.clip(image + _uniform(sigma_key, low, high) * noise, 0.0, 1.0)
 
 
 def salt_pepper(

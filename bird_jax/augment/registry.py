@@ -13,7 +13,8 @@ Every op is a plain function registered under its name, of one of three kinds:
 A pipeline lists host ops, then device ops, then at most one batch op. Positional arguments fill
 an op's parameters in order; `p` applies the op with that probability (per image; default 1,
 0.5 for flip_lr). Parameters
-named `size`, `mean` and `std` are filled from data.image_size/mean/std unless given. Every op is
+named `size`, `mean` and `std` are filled from data.image_size/mean/std unless given (so
+no op may use these names for anything else). Every op is
 tried once on a small dummy input when the pipeline is parsed, so a bad parameter fails at start.
 """
 

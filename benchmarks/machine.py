@@ -1,0 +1,44 @@
+"""What every benchmark reports about the machine, and how it summarises repeats."""
+
+import os
+import platform
+import statistics
+from typing import Any
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages, or 'n/a' where the OS has none."""
+    try:
+        return " ".join(f"{load:.2f}" for load in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name from /proc/cpuinfo, falling back to `platform.processor()`."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def summary(values: list[float]) -> dict[str, Any]:
+    """Median, min, max and all values, rounded for reports."""
+    return {
+        "median": round(statistics.median(values), 2),
+        "min": round(min(values), 2),
+        "max": round(max(values), 2),
+        "all": [round(v, 2) for v in values],
+    }
