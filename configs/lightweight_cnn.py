@@ -8,9 +8,10 @@
 `root` holds {train,valid,test}/<SPECIES>/*.jpg (the Kaggle "BIRDS 525 SPECIES" layout).
 Variants: '' (random-resized-crop + flip), 'study' (crop + the bird study's eleven augmentations,
 configs/study_augmentations.py), or one study augmentation's name (crop + that one alone).
-Expected on cub20 (20 CUB species, 479 train photos, from scratch, 420 steps): 39.2% test top-1
-(76.5% top-5) in 17 min on a 2-core Intel Xeon CPU in bfloat16 (float32 is about twice as fast
-on CPU); with and without the study's augmentations: see BENCHMARKS.md.
+Expected on cub20 (20 CUB species, 479 train photos, from scratch, 420 steps, float32, mean of
+seeds 0 and 1): 40.5% test top-1 / 77.8% top-5 with crop + flip, 41.6% / 80.5% with ':study', in
+11-19 min on a shared 2-core Intel Xeon CPU (bfloat16, the default, is about half as fast on a CPU
+without bf16 units: 39.2% in 17 min). Details in BENCHMARKS.md.
 """
 
 import ml_collections
