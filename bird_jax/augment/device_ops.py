@@ -80,22 +80,25 @@ def brightness(image: jax.Array, key: jax.Array, *, max_delta: float = 0.2) -> j
     return jnp.clip(image + _uniform(key, -max_delta, max_delta), 0.0, 1.0)
 
 
+def _random_factor(adjust: Callable, image: jax.Array, key: jax.Array, lower, upper) -> jax.Array:
+    """`adjust(image, factor)` with a factor uniform in [lower, upper], checked."""
+    _check_image(image)
+    lower, upper = check_ordered(("lower", "upper"), (lower, upper), 0.0, math.inf)
+    return adjust(image, _uniform(key, lower, upper))
+
+
 def contrast(
     image: jax.Array, key: jax.Array, *, lower: float = 0.7, upper: float = 1.3
 ) -> jax.Array:
     """Scales deviations from the mean luma by a factor uniform in [lower, upper]; clipped."""
-    _check_image(image)
-    lower, upper = check_ordered(("lower", "upper"), (lower, upper), 0.0, math.inf)
-    return adjust_contrast(image, _uniform(key, lower, upper))
+    return _random_factor(adjust_contrast, image, key, lower, upper)
 
 
 def saturation(
     image: jax.Array, key: jax.Array, *, lower: float = 0.7, upper: float = 1.3
 ) -> jax.Array:
     """Blends with greyscale by a factor uniform in [lower, upper] (1 = unchanged); clipped."""
-    _check_image(image)
-    lower, upper = check_ordered(("lower", "upper"), (lower, upper), 0.0, math.inf)
-    return adjust_saturation(image, _uniform(key, lower, upper))
+    return _random_factor(adjust_saturation, image, key, lower, upper)
 
 
 def hue(image: jax.Array, key: jax.Array, *, max_delta: float = 0.05) -> jax.Array:
