@@ -1,0 +1,9 @@
+"""Efficiency accounting (issue 4): what a run costs in time, FLOPs, energy, CO2 and money.
+
+  timing.RunClock      wall time per phase (compile, train, eval, input-wait) and step p50/p90
+  flops.step_cost      FLOPs of a compiled (pmapped) step from XLA's cost analysis, per device
+  hardware.peak_flops  datasheet bf16/fp16/fp32 peaks of GPUs/TPUs, a measured matmul peak on CPU
+  energy.EnergyTracker energy measured by NVML or RAPL where readable, else labelled an estimate
+
+Not yet wired into the train loop: the modules are tested on their own.
+"""
