@@ -10,7 +10,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from bird_jax import augment, data, experiment, reporting
+from bird_jax import augment, data, efficiency, experiment, reporting
 from bird_jax.augment import gallery
 from bird_jax.checkpoints import RunCheckpoints
 from bird_jax.evaluate import evaluate_and_report, make_eval_step
@@ -146,13 +146,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     logging.info("Training from step %d to %d.", start_step, num_steps)
     train_metrics = None
     results: dict[str, float] = {}
+    accounting = efficiency.RunAccounting(config, images_per_step=config.batch_size)
+    clock = accounting.clock
+    step = start_step
     with StopRequest() as stop:
         for step in range(start_step + 1, num_steps + 1):
+            first = step == start_step + 1
             with jax.profiler.StepTraceAnnotation("train", step_num=step):
-                batch = next(train_iter)
-                state, metrics = p_train_step(state, batch)
-            if step == start_step + 1 and is_chief and config.log_input_grid:
-                writer.write_images(step, _input_images(config, info, batch))
+                with clock.phase("input_wait"):
+                    batch = next(train_iter)
+                with clock.phase("compile" if first else "train"):
+                    state, metrics = p_train_step(state, batch)
+                    clock.step_done(metrics)  # waits for the previous step only (not donated)
+            if first:
+                accounting.measure_step(p_train_step, state, batch)  # reuses the compile
+                if is_chief and config.log_input_grid:
+                    writer.write_images(step, _input_images(config, info, batch))
             metrics = flax.jax_utils.unreplicate(metrics)
             train_metrics = metrics if train_metrics is None else train_metrics.merge(metrics)
             for hook in hooks:
@@ -166,12 +175,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             evaluate_now = step % config.eval_every_steps == 0 or is_last
             save_now = step % config.checkpoint_every_steps == 0 or is_last or stop.requested
             if evaluate_now or save_now:  # one device-to-host copy serves both
-                host_state = jax.device_get(flax.jax_utils.unreplicate(state))
+                with clock.phase("checkpoint"):
+                    host_state = jax.device_get(flax.jax_utils.unreplicate(state))
+                clock.restart_steps()  # the pause is not step time
             if evaluate_now:
-                results = run_eval(step)
-                ckpts.save_if_best(step, host_state, results["accuracy"])
+                with clock.phase("eval"):
+                    results = run_eval(step)
+                accounting.evaluated(step, results["accuracy"])
+                with clock.phase("checkpoint"):
+                    ckpts.save_if_best(step, host_state, results["accuracy"])
             if save_now:
-                ckpts.save(step, host_state, train_iter.get_state(), force=True)
+                with clock.phase("checkpoint"):
+                    ckpts.save(step, host_state, train_iter.get_state(), force=True)
             if stop.requested:
                 logging.warning(
                     "Stopped at step %d of %d; run the same command to resume.", step, num_steps
@@ -182,6 +197,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         results = run_eval(start_step)
     ckpts.wait_until_finished()
     ckpts.close()
+    if step > start_step:
+        accounting.finish(workdir, writer, step=step, trained_steps=step - start_step)
+    else:
+        accounting.tracker.stop()
     writer.flush()
     if stop.signum == signal.SIGINT:
         raise KeyboardInterrupt

@@ -72,6 +72,14 @@ def get_config() -> ml_collections.ConfigDict:
     config.profile = False  # capture a trace of a few steps for TensorBoard's profiler
     config.eval_batch_size = 256
     config.top_k = 5
+
+    # What the run cost (bird_jax.efficiency; written to workdir/efficiency.json).
+    config.efficiency = ml_collections.ConfigDict()
+    # Power assumed when no sensor (NVML, RAPL) is readable; 0: 300 W per GPU/TPU, 65 W on CPU.
+    config.efficiency.estimate_watts = 0.0
+    config.efficiency.grid_gco2_per_kwh = 475.0  # grid carbon intensity (world average ~475 g/kWh)
+    config.efficiency.price_per_device_hour = 0.0  # any currency
+    config.efficiency.target_accuracy = 0.0  # > 0: record time and energy to reach this val top-1
     return config
 
 

@@ -1,5 +1,6 @@
 """End to end: train, stop on a signal, resume, refuse bad checkpoints, evaluate, predict."""
 
+import json
 import os
 import signal
 import subprocess
@@ -46,7 +47,7 @@ def test_training_writes_reports_and_checkpoints(trained_run):
     workdir, results = trained_run
     assert set(results) >= {"accuracy", "top5_accuracy", "loss", "macro_f1"}
     for name in ("config.json", "labels.json", "eval_valid.json", "confusion_valid.csv",
-                 "confusion_valid.png"):  # fmt: skip
+                 "confusion_valid.png", "efficiency.json"):  # fmt: skip
         assert os.path.exists(os.path.join(workdir, name)), name
     (events,) = [f for f in os.listdir(workdir) if f.startswith("events.out.tfevents")]
     with open(os.path.join(workdir, events), "rb") as f:
@@ -55,6 +56,24 @@ def test_training_writes_reports_and_checkpoints(trained_run):
         assert tag in logged, tag
     state, _ = _final_state(tiny_config(), workdir)
     assert int(state.step) == TOTAL_STEPS
+
+
+def test_efficiency_report_accounts_for_the_run(trained_run):
+    workdir, _ = trained_run
+    with open(os.path.join(workdir, "efficiency.json")) as f:
+        report = json.load(f)
+    times = report["time"]
+    assert report["trained_steps"] == TOTAL_STEPS
+    assert times["timed_steps"] >= 1 and 0 < times["step_p50_s"] <= times["step_p90_s"]
+    phases = sum(times[f"{phase}_s"] for phase in ("compile", "train", "eval", "input_wait"))
+    assert times["compile_s"] > 0 and times["eval_s"] > 0 and phases <= times["wall_s"]
+    flops = report["flops"]
+    assert flops["per_step"] == pytest.approx(8 * flops["per_step_per_device"])  # 8 devices
+    assert flops["per_image"] > 0 and 0 < flops["mfu"] < 1
+    assert report["throughput"]["images_per_s"] > 0
+    energy = report["energy"]
+    assert energy["kwh"] > 0 and energy["co2_kg"] == pytest.approx(energy["kwh"] * 0.475)
+    assert energy["method"].startswith(("measured", "estimated"))
 
 
 def test_sigterm_saves_and_resume_continues_exactly(trained_run, tmp_path, monkeypatch):

@@ -1,0 +1,154 @@
+"""What one run cost: gathered while it trains, written to efficiency.json and TensorBoard.
+
+The train loop creates a `RunAccounting` at start (it starts the clock and the energy tracker),
+wraps its phases in `clock.phase`, reports each step with `clock.step_done`, the compiled step
+with `measure_step`, each evaluation with `evaluated`, and calls `finish` at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import resource
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import ml_collections
+from absl import logging
+
+from bird_jax.efficiency import energy, flops, hardware
+from bird_jax.efficiency.timing import RunClock
+
+DEFAULT_ACCELERATOR_WATTS = 300.0  # per GPU/TPU, when config.efficiency.estimate_watts is 0
+DEFAULT_CPU_WATTS = 65.0  # per CPU process (host), likewise
+
+
+def estimate_watts(config_watts: float, devices: list[jax.Device]) -> float:
+    """The power assumed when no sensor is readable: the config's, or a per-device default."""
+    if config_watts > 0:
+        return config_watts
+    if devices[0].platform == "cpu":
+        return DEFAULT_CPU_WATTS
+    return DEFAULT_ACCELERATOR_WATTS * len(devices)
+
+
+def _memory(device: jax.Device) -> dict[str, int | None]:
+    """Peak device memory where the backend reports it (GPU/TPU), and the host's peak RSS."""
+    stats = device.memory_stats() or {}
+    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return {
+        "peak_bytes_per_device": stats.get("peak_bytes_in_use"),
+        "host_peak_rss_bytes": rss_kib * 1024,
+    }
+
+
+class RunAccounting:
+    """Time, throughput, FLOPs, MFU, memory, energy, CO2e and cost of one training run."""
+
+    def __init__(self, config: ml_collections.ConfigDict, *, images_per_step: int):
+        self.settings = config.efficiency
+        self.precision = config.precision
+        self.images_per_step = images_per_step
+        self.devices = jax.local_devices()
+        self.clock = RunClock()
+        self.tracker = energy.EnergyTracker(
+            estimate_watts=estimate_watts(self.settings.estimate_watts, self.devices)
+        ).start()
+        self.step_cost: flops.StepCost | None = None
+        self.target: dict[str, Any] | None = None
+
+    def measure_step(self, p_train_step: Callable, state: Any, batch: Any) -> None:
+        """FLOPs of the compiled train step (call after its first run: the compile is reused)."""
+        self.step_cost = flops.step_cost(p_train_step, state, batch)
+
+    def evaluated(self, step: int, accuracy: float) -> None:
+        """Records when validation accuracy first reaches efficiency.target_accuracy."""
+        goal = self.settings.target_accuracy
+        if goal > 0 and self.target is None and accuracy >= goal:
+            reading = self.tracker.read()
+            self.target = {
+                "target_accuracy": goal,
+                "reached_at_step": step,
+                "seconds": self.clock.summary()["wall_s"],
+                "kwh": reading.kwh,
+            }
+
+    def summary(self, trained_steps: int) -> dict[str, Any]:
+        """Everything efficiency.json holds (floats; None where unknown)."""
+        times = self.clock.summary()
+        step_s = times["step_p50_s"]
+        images_per_s = self.images_per_step / step_s if math.isfinite(step_s) else None
+        peak, peak_source = hardware.peak_flops(self.devices[0], self.precision)
+        cost = self.step_cost
+        achieved_mfu = None
+        if cost is not None and peak and images_per_s:
+            achieved_mfu = hardware.mfu(cost.flops_per_device, step_s, peak)
+        report = energy.EnergyReport(
+            self.tracker.read(),
+            num_devices=len(self.devices),
+            grid_gco2_per_kwh=self.settings.grid_gco2_per_kwh,
+            price_per_device_hour=self.settings.price_per_device_hour,
+        )
+        num_devices = len(self.devices)
+        return {
+            "time": times,
+            "trained_steps": trained_steps,
+            "throughput": {
+                "images_per_s": images_per_s,
+                "images_per_s_per_device": images_per_s / num_devices if images_per_s else None,
+                "images_per_step": self.images_per_step,
+                "devices": num_devices,
+                "device_kind": self.devices[0].device_kind,
+            },
+            "flops": {
+                "per_step_per_device": cost.flops_per_device if cost else None,
+                "per_step": cost.total if cost else None,
+                "per_image": cost.total / self.images_per_step if cost else None,
+                "peak_per_device": peak,
+                "peak_source": peak_source,
+                "mfu": achieved_mfu,
+            },
+            "memory": _memory(self.devices[0]),
+            "energy": report.to_dict(),
+            "target": self.target,
+        }
+
+    def finish(self, workdir: str, writer, step: int, trained_steps: int) -> dict[str, Any]:
+        """Stops the tracker; writes efficiency.json, TensorBoard scalars and a log summary."""
+        self.tracker.stop()
+        summary = self.summary(trained_steps)
+        if jax.process_index() == 0:
+            with open(os.path.join(workdir, "efficiency.json"), "w") as f:
+                json.dump(summary, f, indent=2)
+            scalars = {
+                "efficiency/images_per_s": summary["throughput"]["images_per_s"],
+                "efficiency/mfu": summary["flops"]["mfu"],
+                "efficiency/kwh": summary["energy"]["kwh"],
+                "efficiency/co2_kg": summary["energy"]["co2_kg"],
+                "efficiency/step_p50_s": summary["time"]["step_p50_s"],
+            }
+            writer.write_scalars(step, {k: v for k, v in scalars.items() if v is not None})
+            logging.info("Efficiency: %s", format_summary(summary))
+        return summary
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """One line for the log: time split, step time, images/s, MFU, energy, CO2e, cost."""
+    times, energy_ = summary["time"], summary["energy"]
+    parts = [
+        f"wall {times['wall_s']:.1f} s (compile {times['compile_s']:.1f}, eval "
+        f"{times['eval_s']:.1f}, input wait {times['input_wait_s']:.1f}, checkpoints "
+        f"{times['checkpoint_s']:.1f})",
+        f"step p50 {1000 * times['step_p50_s']:.1f} ms / p90 {1000 * times['step_p90_s']:.1f} ms",
+    ]
+    if summary["throughput"]["images_per_s"]:
+        parts.append(f"{summary['throughput']['images_per_s']:.1f} images/s")
+    if summary["flops"]["mfu"] is not None:
+        parts.append(f"MFU {summary['flops']['mfu']:.1%} ({summary['flops']['peak_source']})")
+    parts.append(
+        f"{energy_['kwh'] * 1000:.2f} Wh {energy_['method']}, {energy_['co2_kg'] * 1000:.1f} g "
+        f"CO2e, cost {energy_['cost']:.4f}"
+    )
+    return "; ".join(parts)
