@@ -138,7 +138,7 @@ def confusion_matrix_image(confusion, class_names: Sequence[str]) -> np.ndarray:
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
-def _file_stem(split: str) -> str:
+def file_stem(split: str) -> str:
     """A split name usable in file names: TFDS slices like 'test[:10%]' become 'test_10'."""
     stem = re.sub(r"[^\w.-]+", "_", split).strip("_")
     if not stem:
@@ -155,7 +155,7 @@ def write_evaluation(
     confusion = _checked_confusion(confusion, class_names)
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    stem = _file_stem(split)
+    stem = file_stem(split)
     with open(outdir / f"eval_{stem}.json", "w") as file:
         json.dump({"split": split, **report}, file, indent=2)
     with open(outdir / f"confusion_{stem}.csv", "w", newline="") as file:
