@@ -19,7 +19,7 @@ quickstart: install  ## train the lightweight CNN on the embedded digits set (~1
 test: install  ## lint + the whole test suite (8 fake CPU devices) + the data notebook
 	$(BIN)/ruff check bird_jax configs tests benchmarks notebooks
 	$(BIN)/pytest -n 2 --durations=15 tests
-	$(BIN)/pytest --nbmake notebooks/data_exploration.ipynb
+	$(BIN)/pytest --nbmake notebooks/data_exploration.ipynb notebooks/results.ipynb
 
 benchmark: install  ## train-step throughput of every model on this machine
 	$(BIN)/python benchmarks/train_step_throughput.py

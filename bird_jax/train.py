@@ -169,15 +169,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
             is_last = step == num_steps
             if step % config.log_every_steps == 0 or is_last:
-                summary = {f"train/{k}": v for k, v in train_metrics.compute().items()}
+                with clock.phase("train"):  # waiting for this step's metrics is training time
+                    summary = {f"train/{k}": v for k, v in train_metrics.compute().items()}
                 writer.write_scalars(step, summary)
                 train_metrics = None
             evaluate_now = step % config.eval_every_steps == 0 or is_last
             save_now = step % config.checkpoint_every_steps == 0 or is_last or stop.requested
             if evaluate_now or save_now:  # one device-to-host copy serves both
+                with clock.phase("train"):
+                    clock.restart_steps()  # finishes the step in flight; the pause is not step time
                 with clock.phase("checkpoint"):
                     host_state = jax.device_get(flax.jax_utils.unreplicate(state))
-                clock.restart_steps()  # the pause is not step time
             if evaluate_now:
                 with clock.phase("eval"):
                     results = run_eval(step)
