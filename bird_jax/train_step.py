@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import optax
 
 from bird_jax import optim
+from bird_jax.augment.mixup import smooth_one_hot
 from bird_jax.metrics import TrainMetrics, psum_metrics
 from bird_jax.precision import DynamicLossScale, all_finite
 
@@ -104,7 +105,7 @@ def train_step(
     """
     augment_rng, dropout_rng = jax.random.split(jax.random.fold_in(state.rng, state.step))
     rng = jax.random.fold_in(dropout_rng, jax.lax.axis_index(AXIS))
-    targets = optax.smooth_labels(jax.nn.one_hot(batch["label"], num_classes), label_smoothing)
+    targets = smooth_one_hot(batch["label"], num_classes, label_smoothing)
     images, targets = augment(batch["image"], targets, augment_rng, axis_name=AXIS)
 
     def loss_fn(params, batch_stats, images, targets, dropout_rng):

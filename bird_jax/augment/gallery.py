@@ -59,20 +59,13 @@ def apply_op(
     seed: int = 0,
 ) -> np.ndarray:
     """One op (always applied, whatever its p) on uint8 [N, S, S, 3] images -> uint8."""
-    always = Op(op.name, op.kind, op.fn, p=1.0)
-    if op.kind == HOST:
-        return np.stack(
-            [
-                apply_host_ops((always,), image, np.random.default_rng([seed, index]))
-                for index, image in enumerate(images)
-            ]
-        )
-    pipeline = Pipeline(
-        host=(),
+    always = dataclasses.replace(op, p=1.0)
+    alone = Pipeline(
+        host=(always,) if op.kind == HOST else (),
         device=(always,) if op.kind == DEVICE else (),
         batch=always if op.kind == BATCH else None,
     )
-    return apply_device_half(pipeline, data_config, images, labels, num_classes, seed)
+    return apply_pipeline(alone, data_config, images, labels, num_classes, seed)
 
 
 def apply_pipeline(
@@ -83,7 +76,7 @@ def apply_pipeline(
     num_classes: int,
     seed: int = 0,
 ) -> np.ndarray:
-    """The whole train pipeline on raw uint8 images of any size -> uint8 [N, S, S, 3]."""
+    """A pipeline on uint8 images of any size -> uint8 [N, S, S, 3] (image i seeded [seed, i])."""
     host = np.stack(
         [
             apply_host_ops(pipeline.host, image, np.random.default_rng([seed, index]))
@@ -125,12 +118,14 @@ def preview_rows(
     labels = np.array([record["label"] for record in records])
     originals = np.stack([data.preprocess_for_eval(image, config.data) for image in raw])
     pipeline = train_pipeline(config.data)
-    shown = parse_ops(
-        ops_spec or config.data.train_pipeline,
-        image_size=config.data.image_size,
-        mean=config.data.mean,
-        std=config.data.std,
-    )
+    shown = pipeline.ops
+    if ops_spec:
+        shown = parse_ops(
+            ops_spec,
+            image_size=config.data.image_size,
+            mean=config.data.mean,
+            std=config.data.std,
+        )
     rows = [("original", originals)]
     for op in shown:
         images = apply_op(op, config.data, originals, labels, info.num_classes, seed)

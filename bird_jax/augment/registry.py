@@ -109,9 +109,13 @@ class Pipeline:
     device: tuple[Op, ...]
     batch: Op | None
 
+    @property
+    def ops(self) -> tuple[Op, ...]:
+        """All ops in pipeline order."""
+        return (*self.host, *self.device, *([self.batch] if self.batch else []))
+
     def __str__(self) -> str:
-        ops = [*self.host, *self.device, *([self.batch] if self.batch else [])]
-        return "|".join(str(op) for op in ops)
+        return "|".join(str(op) for op in self.ops)
 
 
 def _split_ops(spec: str | Sequence[str]) -> list[str]:

@@ -10,6 +10,8 @@ from the seed and the record's position, so augmentation is reproducible.
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Callable
 
 import grain
 import numpy as np
@@ -29,15 +31,19 @@ def check_data_config(data_config) -> None:
     resampling(data_config.interpolation)
 
 
-def preprocess_for_eval(image: np.ndarray, data_config) -> np.ndarray:
-    """HxWx3 uint8 -> uint8 [image_size, image_size, 3], cropped exactly as in evaluation."""
-    return center_crop(
-        image,
-        None,
+def _eval_crop(data_config) -> Callable:
+    """The evaluation crop as a host op `(image, rng) -> image`."""
+    return functools.partial(
+        center_crop,
         size=data_config.image_size,
         crop_pct=data_config.eval_crop_pct,
         interpolation=data_config.interpolation,
     )
+
+
+def preprocess_for_eval(image: np.ndarray, data_config) -> np.ndarray:
+    """HxWx3 uint8 -> uint8 [image_size, image_size, 3], cropped exactly as in evaluation."""
+    return _eval_crop(data_config)(image, None)
 
 
 class DropUndecodable(grain.transforms.Filter):
@@ -51,19 +57,10 @@ class DropUndecodable(grain.transforms.Filter):
 class EvalCrop(grain.transforms.Map):
     """preprocess_for_eval as a Grain transform."""
 
-    size: int
-    crop_pct: float
-    interpolation: str
+    crop: Callable  # _eval_crop(data_config)
 
     def map(self, record: dict) -> dict:
-        image = center_crop(
-            record["image"],
-            None,
-            size=self.size,
-            crop_pct=self.crop_pct,
-            interpolation=self.interpolation,
-        )
-        return {**record, "image": image}
+        return {**record, "image": self.crop(record["image"], None)}
 
 
 def train_transforms(data_config) -> list:
@@ -76,7 +73,4 @@ def train_transforms(data_config) -> list:
 def eval_transforms(data_config) -> list:
     """Decode guard, resize + centre crop (uint8 out)."""
     check_data_config(data_config)
-    return [
-        DropUndecodable(),
-        EvalCrop(data_config.image_size, data_config.eval_crop_pct, data_config.interpolation),
-    ]
+    return [DropUndecodable(), EvalCrop(_eval_crop(data_config))]
