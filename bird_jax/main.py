@@ -16,6 +16,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from bird_jax import evaluate, experiment, train
+from bird_jax.signals import Stopped
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -50,7 +51,9 @@ def main(argv: list[str]) -> None:
             raise app.UsageError("--config is required to train.")
         try:
             train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-        except KeyboardInterrupt:  # the loop saved a checkpoint before re-raising
+        except Stopped as stopped:  # SIGTERM or Ctrl-C: a checkpoint was saved
+            sys.exit(stopped.exit_code)
+        except KeyboardInterrupt:  # a second Ctrl-C while stopping
             sys.exit(130)
         return
     config = FLAGS.config or experiment.load_run_config(FLAGS.workdir)

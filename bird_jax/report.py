@@ -50,6 +50,13 @@ def _scaled(value: float | None, factor: float) -> float | None:
     return None if value is None else value * factor
 
 
+def _run_total(efficiency: dict, total_key: str, segment_key: str) -> Any:
+    """The whole run's value over its resumed segments; files without a `total` (written
+    before segments were summed) give their single segment's value."""
+    total = _get(efficiency, f"total.{total_key}")
+    return total if total is not None else _get(efficiency, segment_key)
+
+
 def _read_json(path: Path) -> dict:
     """The JSON object in `path`; {} (with a warning where it exists) if it cannot be read."""
     if not path.is_file():
@@ -103,16 +110,17 @@ def load_run(workdir: str | Path, split: str | None = None) -> dict[str, Any]:
         "model": config.get("model_name"),
         "precision": config.get("precision"),
         "accumulation": config.get("grad_accum_steps"),
+        "prefetch": _get(config, "data.prefetch"),
         "augmentation": augmentation_ops(_get(config, "data.train_pipeline")),
         "split": split,
-        "steps": efficiency.get("trained_steps"),
+        "steps": _run_total(efficiency, "trained_steps", "trained_steps"),
         "accuracy": evaluation.get("accuracy"),
         "macro_f1": evaluation.get("macro_f1"),
-        "wall_s": _get(efficiency, "time.wall_s"),
-        "energy_kwh": _get(efficiency, "energy.kwh"),
-        "energy_measured": _get(efficiency, "energy.measured"),
-        "co2_g": _scaled(_get(efficiency, "energy.co2_kg"), 1000.0),
-        "cost": _get(efficiency, "energy.cost"),
+        "wall_s": _run_total(efficiency, "wall_s", "time.wall_s"),
+        "energy_kwh": _run_total(efficiency, "kwh", "energy.kwh"),
+        "energy_measured": _run_total(efficiency, "measured", "energy.measured"),
+        "co2_g": _scaled(_run_total(efficiency, "co2_kg", "energy.co2_kg"), 1000.0),
+        "cost": _run_total(efficiency, "cost", "energy.cost"),
         "images_per_s": _get(efficiency, "throughput.images_per_s"),
         "mfu_percent": _scaled(_get(efficiency, "flops.mfu"), 100.0),
     }
@@ -163,6 +171,7 @@ def table_cells(row: dict[str, Any]) -> dict[str, str]:
         "model": _cell(row.get("model")),
         "precision": _cell(row.get("precision")),
         "accum.": _cell(row.get("accumulation")),
+        "prefetch": _cell(row.get("prefetch")),
         "augmentation": _cell(row.get("augmentation")),
         "split": _cell(row.get("split")),
         "steps": _cell(row.get("steps")),

@@ -7,6 +7,21 @@ import types
 from absl import logging
 
 
+class Stopped(Exception):
+    """Training stopped early on a signal, after saving a checkpoint; the same command resumes."""
+
+    def __init__(self, signum: int, step: int):
+        name = signal.Signals(signum).name
+        super().__init__(f"Stopped by {name} at step {step}; run the same command to resume.")
+        self.signum = signum
+        self.step = step
+
+    @property
+    def exit_code(self) -> int:
+        """0 for SIGTERM (a preemption: the job is resubmitted), else 128 + signal (Ctrl-C: 130)."""
+        return 0 if self.signum == signal.SIGTERM else 128 + self.signum
+
+
 class StopRequest:
     """Context manager: while active, SIGTERM/SIGINT set `requested` instead of killing the run.
 

@@ -2,7 +2,6 @@
 
 import json
 import os
-import signal
 
 import flax.jax_utils
 import jax
@@ -15,7 +14,7 @@ from bird_jax.augment import gallery
 from bird_jax.checkpoints import RunCheckpoints
 from bird_jax.evaluate import evaluate_and_report, make_eval_step
 from bird_jax.precision import get_policy
-from bird_jax.signals import StopRequest
+from bird_jax.signals import Stopped, StopRequest
 from bird_jax.train_step import replicate
 from bird_jax.writers import create_writer, periodic_actions
 
@@ -34,7 +33,7 @@ def _flat_hparams(config: ml_collections.ConfigDict, prefix: str = "") -> dict:
     return flat
 
 
-def _validate(config: ml_collections.ConfigDict) -> None:
+def validate(config: ml_collections.ConfigDict) -> None:
     """Fails before any work when the batch cannot be split as configured."""
     per_device, remainder = divmod(config.batch_size, jax.device_count())
     if remainder or per_device == 0:
@@ -70,7 +69,7 @@ def _input_images(config: ml_collections.ConfigDict, info: data.DatasetInfo, bat
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     """Trains (or resumes) the run in `workdir`; returns the final evaluation metrics."""
     # ------------------------------------------------------------------ Setup
-    _validate(config)
+    validate(config)
     is_chief = jax.process_index() == 0
     os.makedirs(workdir, exist_ok=True)
     writer = create_writer(workdir, just_logging=not is_chief)
@@ -204,6 +203,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     else:
         accounting.tracker.stop()
     writer.flush()
-    if stop.signum == signal.SIGINT:
-        raise KeyboardInterrupt
+    if stop.requested:
+        raise Stopped(stop.signum, step)
     return results

@@ -24,6 +24,7 @@ def write_run(
         "grad_accum_steps": accum,
         "data": {
             "eval_split": "valid",
+            "prefetch": 2,
             "train_pipeline": 'random_resized_crop(scale=(0.35, 1))|flip_lr|randaugment("rand-m9")',
         },
         "efficiency": {"grid_gco2_per_kwh": 475.0, "price_per_device_hour": 2.0},
@@ -66,6 +67,19 @@ def test_rows_hold_the_runs_values(runs):
     assert cells["energy"] == "0.694 Wh (est.)"
     assert report.table_cells(b)["energy"] == "0.694 Wh"
     assert (cells["accuracy"], cells["MFU"], cells["time"]) == ("75.0%", "4.79%", "2 min 05 s")
+
+
+def test_a_resumed_run_reports_the_total_of_its_segments(runs):
+    efficiency = json.loads((runs[0] / "efficiency.json").read_text())
+    efficiency["total"] = {
+        "segments": 2, "trained_steps": 300, "wall_s": 400.0, "kwh": 0.002, "co2_kg": 0.00095,
+        "cost": 0.05, "measured": False,
+    }  # fmt: skip
+    (runs[0] / "efficiency.json").write_text(json.dumps(efficiency))
+    row = report.load_run(runs[0])
+    assert (row["steps"], row["wall_s"], row["energy_kwh"]) == (300, 400.0, 0.002)
+    assert (row["co2_g"], row["cost"]) == (pytest.approx(0.95), 0.05)
+    assert report.load_run(runs[1])["steps"] == 264  # no total: its one segment
 
 
 def test_missing_efficiency_shows_dashes_but_keeps_the_row(runs):
@@ -117,7 +131,7 @@ def test_main_prints_and_writes_the_report(runs, tmp_path, capsys):
         with pytest.raises(app.UsageError, match="notes has no readable config"):
             report.main(["report", str(runs[0]), str(tmp_path / "notes")])
     printed = capsys.readouterr().out
-    assert "| a | lightweight_cnn | float32 | 1 |" in printed and "0.694 Wh (est.)" in printed
+    assert "| a | lightweight_cnn | float32 | 1 | 2 |" in printed and "0.694 Wh (est.)" in printed
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["report.md", "report.csv", *report.PLOTS]
     )

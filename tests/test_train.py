@@ -14,6 +14,7 @@ from PIL import Image
 from bird_jax import data, experiment, predict, train
 from bird_jax.checkpoints import IncompatibleCheckpointError, RunCheckpoints
 from bird_jax.evaluate import evaluate_checkpoint
+from bird_jax.signals import Stopped
 from tests.tiny_config import TOTAL_STEPS, tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -89,7 +90,9 @@ def test_sigterm_saves_and_resume_continues_exactly(trained_run, tmp_path, monke
         return original_next(self)
 
     monkeypatch.setattr(data.TrainIterator, "__next__", next_then_preempt)
-    train.train_and_evaluate(tiny_config(), workdir)
+    with pytest.raises(Stopped, match="step 4; run the same command to resume") as stopped:
+        train.train_and_evaluate(tiny_config(), workdir)
+    assert stopped.value.exit_code == 0
     stopped, _ = _final_state(tiny_config(), workdir)
     assert int(stopped.step) == 4  # saved at the step it was stopped, off the 3-step schedule
 
@@ -98,6 +101,12 @@ def test_sigterm_saves_and_resume_continues_exactly(trained_run, tmp_path, monke
     resumed, resumed_data = _final_state(tiny_config(), workdir)
     reference, reference_data = _final_state(tiny_config(), uninterrupted)
     assert int(resumed.step) == TOTAL_STEPS
+    with open(os.path.join(workdir, "efficiency.json")) as f:
+        efficiency = json.load(f)  # the cost of both segments
+    spans = [(segment["start_step"], segment["end_step"]) for segment in efficiency["segments"]]
+    assert spans == [(0, 4), (4, TOTAL_STEPS)]
+    assert efficiency["total"]["trained_steps"] == TOTAL_STEPS
+    assert efficiency["total"]["kwh"] > efficiency["energy"]["kwh"] > 0
     assert resumed_data == reference_data  # same data position
     assert _max_diff(resumed.params, reference.params) < 1e-6
     assert _max_diff(resumed.ema_params, reference.ema_params) < 1e-6

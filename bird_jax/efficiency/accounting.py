@@ -18,7 +18,7 @@ import jax
 import ml_collections
 from absl import logging
 
-from bird_jax.efficiency import energy, flops, hardware
+from bird_jax.efficiency import energy, flops, hardware, segments
 from bird_jax.efficiency.timing import RunClock
 
 DEFAULT_ACCELERATOR_WATTS = 300.0  # per GPU/TPU, when config.efficiency.estimate_watts is 0
@@ -116,17 +116,23 @@ class RunAccounting:
         }
 
     def finish(self, workdir: str, writer, step: int, trained_steps: int) -> dict[str, Any]:
-        """Stops the tracker; writes efficiency.json, TensorBoard scalars and a log summary."""
+        """Stops the tracker; writes efficiency.json (this segment, every segment so far and
+        their total), TensorBoard scalars and a log summary. Every process must call it."""
         self.tracker.stop()
         summary = self.summary(trained_steps)
+        summary["energy"] = segments.across_processes(summary["energy"])
         if jax.process_index() == 0:
-            with open(os.path.join(workdir, "efficiency.json"), "w") as f:
+            path = os.path.join(workdir, "efficiency.json")
+            summary = segments.with_history(
+                summary, segments.read_previous(path), start_step=step - trained_steps
+            )
+            with open(path, "w") as f:
                 json.dump(summary, f, indent=2)
             scalars = {
                 "efficiency/images_per_s": summary["throughput"]["images_per_s"],
                 "efficiency/mfu": summary["flops"]["mfu"],
-                "efficiency/kwh": summary["energy"]["kwh"],
-                "efficiency/co2_kg": summary["energy"]["co2_kg"],
+                "efficiency/kwh": summary["total"]["kwh"],
+                "efficiency/co2_kg": summary["total"]["co2_kg"],
                 "efficiency/step_p50_s": summary["time"]["step_p50_s"],
             }
             writer.write_scalars(step, {k: v for k, v in scalars.items() if v is not None})
@@ -151,4 +157,10 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"{energy_['kwh'] * 1000:.2f} Wh {energy_['method']}, {energy_['co2_kg'] * 1000:.1f} g "
         f"CO2e, cost {energy_['cost']:.4f}"
     )
+    total = summary.get("total")
+    if total and total["segments"] > 1:
+        parts.append(
+            f"run total over {total['segments']} segments: {total['trained_steps']} steps, "
+            f"wall {total['wall_s']:.1f} s, {total['kwh'] * 1000:.2f} Wh"
+        )
     return "; ".join(parts)

@@ -1,0 +1,155 @@
+"""Studies: train one config in several variants, evaluate each, and compare them in one report.
+
+  python -m bird_jax.study --study=techniques --config=configs/lightweight_cnn.py \
+      --workdir=runs/techniques --config.data.root=/data/cub20 --split=test
+  python -m bird_jax.study --study=models --config=configs/lightweight_cnn.py \
+      --workdir=runs/models --config.data.root=/data/cub20 --config.num_train_steps=150
+
+Studies (STUDIES):
+  techniques  the "Accelerating Neural Network Training" review in this stack: float32; bfloat16;
+              bfloat16 with 4-way gradient accumulation (same update batch, a quarter of the
+              activation memory); bfloat16 with batches prefetched to the devices. Only the
+              prefetch variant prefetches.
+  models      VGG16 (with BatchNorm), the lightweight CNN and ConvNeXt-T, each with its config's
+              architecture settings, trained with the given config's data, schedule and precision.
+
+Variant v trains in workdir/v: running the command again resumes unfinished variants and only
+re-evaluates finished ones. Each is evaluated on --split (default: the config's eval split, from
+the final checkpoint), and bird_jax.report writes the table and plots to workdir/report.
+"""
+
+import copy
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import ml_collections
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from bird_jax import evaluate, report, train
+from bird_jax.signals import Stopped
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Config every variant starts from.")
+flags.DEFINE_string("workdir", None, "Study directory: one workdir per variant, plus report/.")
+flags.DEFINE_string("study", None, "Which study (see STUDIES).")
+flags.DEFINE_list("variants", [], "Run only these variants of the study (default: all).")
+# bird_jax.report and bird_jax.main define --split too (same meaning).
+flags.DEFINE_string(
+    "split", None, "Split to evaluate and report (default: data.eval_split).", allow_override=True
+)
+flags.mark_flags_as_required(["config", "workdir", "study"])
+
+Overrides = Mapping[str, Any]  # dotted config key -> value; a Mapping value replaces a sub-config
+
+_NO_PREFETCH = 1  # one batch in flight: each batch is placed on the devices when it is needed
+
+STUDIES: dict[str, dict[str, Overrides]] = {
+    "techniques": {
+        "float32": {"precision": "float32", "data.prefetch": _NO_PREFETCH},
+        "bfloat16": {"precision": "bfloat16", "data.prefetch": _NO_PREFETCH},
+        "bfloat16_accum4": {
+            "precision": "bfloat16",
+            "grad_accum_steps": 4,
+            "data.prefetch": _NO_PREFETCH,
+        },
+        "bfloat16_prefetch": {"precision": "bfloat16", "data.prefetch": 2},
+    },
+    "models": {
+        "vgg16": {"model_name": "vgg16", "model": {"batch_norm": True, "dropout_rate": 0.5}},
+        "lightweight_cnn": {"model_name": "lightweight_cnn", "model": {}},
+        "convnext_tiny": {"model_name": "convnext_tiny", "model": {"drop_path_rate": 0.1}},
+    },
+}
+
+
+def variants(study: str, names: Sequence[str] = ()) -> dict[str, Overrides]:
+    """The study's variants (all, or `names`, in the study's order); ValueError if unknown."""
+    if study not in STUDIES:
+        raise ValueError(f"Unknown study {study!r}; known studies: {', '.join(STUDIES)}.")
+    known = STUDIES[study]
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ValueError(
+            f"Study {study!r} has no variant(s) {unknown}; its variants: {', '.join(known)}."
+        )
+    return {name: overrides for name, overrides in known.items() if not names or name in names}
+
+
+def apply_overrides(
+    config: ml_collections.ConfigDict, overrides: Overrides
+) -> ml_collections.ConfigDict:
+    """A copy of `config` with `overrides` set; KeyError for a key the config does not have."""
+    config = copy.deepcopy(config)
+    for dotted, value in overrides.items():
+        *parents, key = dotted.split(".")
+        node = config
+        for part in parents:
+            node = node.get(part)
+            if not isinstance(node, ml_collections.ConfigDict):
+                raise KeyError(f"Config has no section {'.'.join(parents)!r} (from {dotted!r}).")
+        if key not in node:
+            raise KeyError(f"Config has no key {dotted!r}.")
+        with node.unlocked():
+            node[key] = ml_collections.ConfigDict(value) if isinstance(value, Mapping) else value
+    return config
+
+
+def run_variant(config: ml_collections.ConfigDict, workdir: str, split: str) -> None:
+    """Trains (or resumes) one variant, then evaluates its final checkpoint on `split`."""
+    results = train.train_and_evaluate(config, workdir)
+    if split != config.data.eval_split:
+        results = evaluate.evaluate_checkpoint(config, workdir, split=split)
+    logging.info("%s: %s top-1 %.1f%%.", workdir, split, 100 * results["accuracy"])
+
+
+def variant_configs(
+    config: ml_collections.ConfigDict, study: str, names: Sequence[str] = ()
+) -> dict[str, ml_collections.ConfigDict]:
+    """Each chosen variant's config, validated, so bad settings fail before anything trains."""
+    configs = {
+        name: apply_overrides(config, overrides)
+        for name, overrides in variants(study, names).items()
+    }
+    for variant_config in configs.values():
+        train.validate(variant_config)
+    return configs
+
+
+def run_study(
+    configs: Mapping[str, ml_collections.ConfigDict], workdir: str, split: str | None = None
+) -> list[dict[str, Any]]:
+    """Trains and evaluates the variants one after another in workdir/<variant>, writes the
+    report to workdir/report and returns its rows."""
+    split = split or next(iter(configs.values())).data.eval_split
+    workdirs = [os.path.join(workdir, name) for name in configs]
+    for (name, variant_config), variant_workdir in zip(configs.items(), workdirs, strict=True):
+        logging.info("Variant %s -> %s.", name, variant_workdir)
+        run_variant(variant_config, variant_workdir, split)
+    rows = report.compare(workdirs, split=split)
+    report.write_report(rows, os.path.join(workdir, "report"))
+    return rows
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    try:
+        configs = variant_configs(FLAGS.config, FLAGS.study, FLAGS.variants)
+    except (KeyError, ValueError) as error:
+        raise app.UsageError(str(error)) from error
+    try:
+        rows = run_study(configs, FLAGS.workdir, FLAGS.split)
+    except Stopped as stopped:  # the variant in progress saved a checkpoint
+        logging.warning("%s", stopped)
+        sys.exit(stopped.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    print(report.markdown_table(rows))
+    print(f"Report: {os.path.join(FLAGS.workdir, 'report')}")
+
+
+if __name__ == "__main__":
+    app.run(main)
