@@ -1,19 +1,40 @@
-"""Train-step throughput (images/s) of each model family through the real pmapped train step.
+"""Train-step throughput (images/s) and MFU of each model family, side by side with PyTorch (timm).
 
-Builds every model exactly as training does (`experiment.build` on `configs/default.py` with the
-model name, precision, batch size and image size overridden), replicates the state and times
-`experiment.pmapped_train_step` (the shared pmapped train step) on one fixed batch of random
-images that is already on the devices, laid out as the data pipeline lays it out. The input
-pipeline is therefore excluded: the numbers are an upper bound for training.
+Ours: every model is built exactly as training builds it (`experiment.build` on
+`configs/default.py` with the model name, precision, batch size, image size and grad_accum_steps
+overridden); the state is replicated and `experiment.pmapped_train_step` (the shared pmapped train
+step) is timed on one fixed batch of random uint8 images already on the devices, laid out as the
+data pipeline lays it out. The input pipeline is therefore excluded: the numbers are an upper
+bound for training.
 
-  python benchmarks/train_step_throughput.py                       # CPU defaults (64 px)
-  python benchmarks/train_step_throughput.py --image_size=224 \
-      --steps_per_repeat=20 --out=BENCHMARKS.md                    # GPU
+Torch: with `--torch_python` (a Python with torch and timm; bird_jax and JAX are not needed
+there), each configuration is also run by `benchmarks/torch_train_step.py` in a subprocess right
+after ours, with the same batch, size, accumulation, warm-up and windows: the same architectures
+(timm's ConvNeXt-T), the same step (normalise on the device, cross-entropy, clip 1.0, AdamW) and
+the same bfloat16 policy (autocast, float32 parameters), on the GPU when JAX runs on one, else on
+the CPU. A failing torch run is logged and reported as "failed"; the benchmark goes on.
 
-Each (model, precision) pair runs `--warmup` steps (the first one compiles and is reported as the
-compile time), then `--repeats` timed windows of `--steps_per_repeat` steps each, with
-`jax.block_until_ready` closing every window. images/s is reported as median, min and max over
-the windows.
+  # CPU (few cores: few steps per window); PASSIVE stops torch's OpenMP threads spinning
+  OMP_WAIT_POLICY=PASSIVE python benchmarks/train_step_throughput.py \
+      --torch_python=/tmp/benchvenv/bin/python --image_sizes=64,128,224 --grad_accum=1,2 \
+      --out=/tmp/bench_cpu.md
+  # GPU: the torch side compiled, with channels_last
+  python benchmarks/train_step_throughput.py --torch_python=python --torch_compile \
+      --torch_channels_last --image_sizes=224 --batch_size=128 --steps_per_repeat=20 \
+      --out=BENCHMARKS.md
+
+For each (image size, grad_accum, model, precision), ours then torch: `--warmup` steps (the first
+one compiles and is reported as the compile time), then `--repeats` timed windows of
+`--steps_per_repeat` steps, each closed by `jax.block_until_ready` (torch:
+torch.cuda.synchronize). images/s is reported as median, min and max over the windows.
+
+MFU = FLOPs per step / median step time / peak FLOP/s. FLOPs per step are XLA's cost analysis of
+our compiled step (forward, backward, optimizer: `efficiency.flops.step_cost`); torch runs the
+same architecture, so it is credited with the same FLOPs per image. Peaks come from
+`efficiency.hardware.peak_flops` (datasheet on accelerators, a measured matmul on CPU; torch on
+CPU uses all the cores, so its peak is that of all CPU devices together). With `--torch_python`
+on a GPU, JAX is limited to XLA_PYTHON_CLIENT_MEM_FRACTION=0.45 (unless set) so that the torch
+subprocess has memory too.
 """
 
 import datetime
@@ -21,6 +42,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -38,56 +60,136 @@ if str(_REPO_ROOT) not in sys.path:  # `configs` is a folder of the repository, 
     sys.path.insert(0, str(_REPO_ROOT))
 
 from bird_jax import data, experiment, train_step  # noqa: E402
+from bird_jax.efficiency import flops, hardware  # noqa: E402
 from configs import default  # noqa: E402
 
 _MODELS = flags.DEFINE_list("models", ["vgg16", "lightweight_cnn", "convnext_tiny"], "Models.")
 _PRECISIONS = flags.DEFINE_list("precisions", ["float32", "bfloat16"], "config.precision values.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Global batch size (all local devices).")
-_IMAGE_SIZE = flags.DEFINE_integer("image_size", 64, "Square input resolution in pixels.")
-_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed windows per (model, precision).")
+_IMAGE_SIZES = flags.DEFINE_list("image_sizes", ["64"], "Square input resolutions in pixels.")
+_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed windows per configuration.")
 _STEPS_PER_REPEAT = flags.DEFINE_integer("steps_per_repeat", 3, "Train steps per timed window.")
 _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps first; the first one compiles.")
-_GRAD_ACCUM_STEPS = flags.DEFINE_integer("grad_accum_steps", 1, "Micro-batches per update.")
+_GRAD_ACCUM = flags.DEFINE_list("grad_accum", ["1"], "grad_accum_steps values (micro-batches).")
 _NUM_CLASSES = flags.DEFINE_integer("num_classes", 10, "Classes of the classifier head.")
+_TORCH_PYTHON = flags.DEFINE_string(
+    "torch_python", "", "Python with torch + timm for the torch side; empty: no torch side."
+)
+_TORCH_COMPILE = flags.DEFINE_bool("torch_compile", False, "torch.compile the torch models.")
+_TORCH_CHANNELS_LAST = flags.DEFINE_bool(
+    "torch_channels_last", False, "Torch side in channels_last memory format."
+)
+_TORCH_THREADS = flags.DEFINE_integer(
+    "torch_threads", 0, "torch.set_num_threads of the torch side; 0: all usable cores."
+)
 _OUT = flags.DEFINE_string("out", None, "Append the Markdown report (and JSON lines) here.")
 
 _NUM_TRAIN_EXAMPLES = 10_000  # only shapes the learning-rate schedule
 _VERSIONED_PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy")
+_TORCH_SCRIPT = Path(__file__).resolve().parent / "torch_train_step.py"
+_TORCH_PROBE = (
+    "import json, platform, torch, timm; print(json.dumps({'python': platform.python_version(), "
+    "'torch': torch.__version__, 'timm': timm.__version__}))"
+)
+_TAIL_LINES = 20  # of a failing torch run's stderr, in the log and the JSON
 
 
-def report_header() -> list[str]:
-    """Markdown lines describing the machine, the software and the benchmark settings."""
+def int_list(flag: flags.FlagHolder) -> list[int]:
+    """The values of a comma-list flag as positive integers."""
+    try:
+        values = [int(v) for v in flag.value]
+    except ValueError as e:
+        raise app.UsageError(f"--{flag.name} must be a comma list of integers: {e}") from e
+    if not values or min(values) < 1:
+        raise app.UsageError(f"--{flag.name} needs at least one value, all >= 1.")
+    return values
+
+
+def torch_device() -> str:
+    """Where the torch side runs: the GPU when JAX runs on one, else the CPU."""
+    return "cuda" if jax.default_backend() == "gpu" else "cpu"
+
+
+def probe_torch() -> dict[str, Any] | None:
+    """Versions from `--torch_python`, or None (with a logged reason) when it cannot run torch."""
+    if not _TORCH_PYTHON.value:
+        print("No --torch_python: the torch side is skipped.", flush=True)
+        return None
+    try:
+        proc = subprocess.run(
+            [_TORCH_PYTHON.value, "-c", _TORCH_PROBE], capture_output=True, text=True, check=False
+        )
+    except OSError as e:
+        logging.error("--torch_python cannot run (%s); torch side skipped.", e)
+        return None
+    if proc.returncode:
+        logging.error(
+            "--torch_python cannot import torch/timm; torch side skipped:\n%s", proc.stderr
+        )
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def report_header(
+    sizes: list[int],
+    accums: list[int],
+    torch_info: dict[str, Any] | None,
+    peaks: dict[str, tuple[float | None, str]],
+) -> list[str]:
+    """Markdown lines describing the machine, both sides' software and the benchmark settings."""
     devices = jax.local_devices()
     versions = ", ".join(f"{name} {metadata.version(name)}" for name in _VERSIONED_PACKAGES)
     per_device = _BATCH_SIZE.value // len(devices)
     timestamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    mem_fraction = os.environ.get("XLA_PYTHON_CLIENT_MEM_FRACTION")
+    torch_threads = _TORCH_THREADS.value or f"all {usable_cores()} usable cores"
+    if torch_info is None:
+        torch_line = "- Torch side: skipped (no usable --torch_python)"
+    else:
+        torch_line = (
+            f"- Torch side: `{_TORCH_PYTHON.value}` (Python {torch_info['python']}), torch "
+            f"{torch_info['torch']}, timm {torch_info['timm']}, on {torch_device()}; "
+            f"torch.compile(model)={_TORCH_COMPILE.value}, "
+            f"channels_last={_TORCH_CHANNELS_LAST.value}; threads={torch_threads}, "
+            f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '')!r}; AdamW fused on CUDA; "
+            "float32 matmuls as TF32 on CUDA (as JAX)"
+        )
+    peak_text = "; ".join(
+        f"{precision} {peak / 1e12:.3g} TFLOP/s ({source})" if peak else f"{precision} {source}"
+        for precision, (peak, source) in peaks.items()
+    )
     return [
-        f"## Train-step throughput ({timestamp})",
+        f"## Train-step throughput, bird_jax vs PyTorch/timm ({timestamp})",
         "",
         f"- Machine: {cpu_model()}, {usable_cores()} usable cores ({platform.platform()})",
-        f"- Software: Python {platform.python_version()}, {versions}",
+        f"- Software (ours): Python {platform.python_version()}, {versions}",
         f"- Backend: {jax.default_backend()}, {len(devices)} local device(s): "
-        f"{devices[0].device_kind}; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}",
+        f"{devices[0].device_kind}; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}"
+        + (f", XLA_PYTHON_CLIENT_MEM_FRACTION={mem_fraction}" if mem_fraction else ""),
+        torch_line,
         f"- Load average (1/5/15 min) at start: {load_average()}",
-        f"- Batch {_BATCH_SIZE.value} ({per_device} per device), {_IMAGE_SIZE.value}x"
-        f"{_IMAGE_SIZE.value}x3, {_NUM_CLASSES.value} classes, grad_accum_steps="
-        f"{_GRAD_ACCUM_STEPS.value}; configs/default.py otherwise (registry-default model kwargs)",
+        f"- Batch {_BATCH_SIZE.value} ({per_device} per device), image sizes {sizes} px, "
+        f"grad_accum_steps {accums}, {_NUM_CLASSES.value} classes; configs/default.py "
+        "otherwise (registry-default model kwargs); torch mirrors them",
         f"- Timing: {_WARMUP.value} warm-up steps (the first compiles), then {_REPEATS.value} "
-        f"windows of {_STEPS_PER_REPEAT.value} steps, each closed by jax.block_until_ready",
+        f"windows of {_STEPS_PER_REPEAT.value} steps, each closed by jax.block_until_ready "
+        "(torch: torch.cuda.synchronize on GPU)",
         "- Input pipeline excluded: one batch of random uint8 images, placed on the devices "
-        "once with the data pipeline's sharding, is fed to every step",
+        "once (ours: with the data pipeline's sharding), is fed to every step",
+        f"- MFU: XLA's FLOPs of our step (torch credited with the same FLOPs per image) over "
+        f"the peak per device: {peak_text}",
     ]
 
 
-def build_config(model_name: str, precision: str) -> Any:
+def build_config(model_name: str, precision: str, image_size: int, grad_accum: int) -> Any:
     """The default config with this benchmark's model, precision and shapes."""
     config = default.get_config()
     config.model_name = model_name
     config.precision = precision
     config.batch_size = _BATCH_SIZE.value
-    config.data.image_size = _IMAGE_SIZE.value
+    config.data.image_size = image_size
     config.num_train_steps = 1000
-    config.grad_accum_steps = _GRAD_ACCUM_STEPS.value
+    config.grad_accum_steps = grad_accum
     return config
 
 
@@ -128,11 +230,29 @@ def run_steps(p_step: Callable, state: Any, batch: dict, num_steps: int) -> tupl
     return state, time.perf_counter() - start
 
 
-def benchmark(model_name: str, precision: str, batch: dict) -> dict[str, Any]:
-    """Compile time and images/s (median, min, max over the windows) of one configuration."""
+def mfu_or_none(
+    flops_per_step: float | None, step_seconds: float, peak: float | None
+) -> float | None:
+    """`hardware.mfu` rounded to 6 digits, or None when the FLOPs or the peak are unknown."""
+    if flops_per_step is None or peak is None:
+        return None
+    return round(hardware.mfu(flops_per_step, step_seconds, peak), 6)
+
+
+def benchmark(
+    model_name: str,
+    precision: str,
+    image_size: int,
+    grad_accum: int,
+    batch: dict,
+    peak: tuple[float | None, str],
+) -> dict[str, Any]:
+    """Compile time, images/s (median, min, max over the windows) and MFU of our step."""
     load_before = load_average()
-    p_step, state, num_params = build_step(build_config(model_name, precision))
-    logging.info("%s/%s: %.2f M params, compiling.", model_name, precision, num_params / 1e6)
+    config = build_config(model_name, precision, image_size, grad_accum)
+    p_step, state, num_params = build_step(config)
+    name = f"{model_name}/{precision}/{image_size}px/accum {grad_accum}"
+    logging.info("%s: %.2f M params, compiling.", name, num_params / 1e6)
     state, compile_s = run_steps(p_step, state, batch, 1)
     state, warmup_s = run_steps(p_step, state, batch, _WARMUP.value - 1)
     logging.info(
@@ -141,13 +261,16 @@ def benchmark(model_name: str, precision: str, batch: dict) -> dict[str, Any]:
         _WARMUP.value - 1,
         warmup_s,
     )
+    cost = flops.step_cost(p_step, state, batch)
     throughputs = []
     for window in range(_REPEATS.value):
         state, seconds = run_steps(p_step, state, batch, _STEPS_PER_REPEAT.value)
         throughputs.append(_STEPS_PER_REPEAT.value * _BATCH_SIZE.value / seconds)
         logging.info("Window %d: %.2f s, %.1f images/s.", window, seconds, throughputs[-1])
     median = statistics.median(throughputs)
+    flops_per_device = None if cost is None else cost.flops_per_device
     return {
+        "framework": "bird_jax",
         "model": model_name,
         "precision": precision,
         "params": num_params,
@@ -158,15 +281,63 @@ def benchmark(model_name: str, precision: str, batch: dict) -> dict[str, Any]:
         "images_per_s_max": round(max(throughputs), 2),
         "images_per_s_all": [round(t, 2) for t in throughputs],
         "batch_size": _BATCH_SIZE.value,
-        "image_size": _IMAGE_SIZE.value,
-        "grad_accum_steps": _GRAD_ACCUM_STEPS.value,
+        "image_size": image_size,
+        "grad_accum_steps": grad_accum,
         "repeats": _REPEATS.value,
         "steps_per_repeat": _STEPS_PER_REPEAT.value,
         "backend": jax.default_backend(),
         "devices": jax.local_device_count(),
+        "flops_per_step_per_device": flops_per_device,
+        "flops_per_image": None if cost is None else cost.total / _BATCH_SIZE.value,
+        "peak_flops_per_device": peak[0],
+        "peak_source": peak[1],
+        "mfu": mfu_or_none(flops_per_device, _BATCH_SIZE.value / median, peak[0]),
         "load_average_before": load_before,
         "load_average_after": load_average(),
     }
+
+
+def benchmark_torch(ours: dict[str, Any], peak: tuple[float | None, str]) -> dict[str, Any]:
+    """The same configuration in `torch_train_step.py` (subprocess); a "failed" record on error."""
+    config = {
+        "model": ours["model"],
+        "precision": ours["precision"],
+        "batch_size": _BATCH_SIZE.value,
+        "image_size": ours["image_size"],
+        "grad_accum_steps": ours["grad_accum_steps"],
+    }
+    command = [_TORCH_PYTHON.value, str(_TORCH_SCRIPT)]
+    command += [f"--{key}={value}" for key, value in config.items()]
+    command += [
+        f"--num_classes={_NUM_CLASSES.value}",
+        f"--repeats={_REPEATS.value}",
+        f"--steps_per_repeat={_STEPS_PER_REPEAT.value}",
+        f"--warmup={_WARMUP.value}",
+        f"--device={torch_device()}",
+        f"--threads={_TORCH_THREADS.value}",
+    ]
+    if _TORCH_COMPILE.value:
+        command.append("--compile")
+    if _TORCH_CHANNELS_LAST.value:
+        command.append("--channels_last")
+    logging.info("Torch: %s", " ".join(command))
+    proc = subprocess.run(command, capture_output=True, text=True, check=False)
+    try:
+        if proc.returncode:
+            raise RuntimeError(f"exit status {proc.returncode}")
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (RuntimeError, ValueError, IndexError) as e:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-_TAIL_LINES:])
+        logging.error("Torch run failed (%s); stderr tail:\n%s", e, tail)
+        return {"framework": "torch", **config, "failed": True, "error": f"{e}\n{tail}"}
+    # Torch on the CPU uses every core: the peak of all CPU devices; on a GPU, one device's.
+    devices = jax.local_device_count() if torch_device() == "cpu" else 1
+    peak_flops = None if peak[0] is None else peak[0] * devices
+    per_image = ours["flops_per_image"]
+    torch_flops = None if per_image is None else per_image * _BATCH_SIZE.value
+    step_seconds = _BATCH_SIZE.value / result["images_per_s_median"]
+    result["mfu"] = mfu_or_none(torch_flops, step_seconds, peak_flops)
+    return result
 
 
 def _rate(images_per_s: float) -> str:
@@ -174,53 +345,87 @@ def _rate(images_per_s: float) -> str:
     return f"{images_per_s:.1f}" if images_per_s >= 10 else f"{images_per_s:.2f}"
 
 
-def markdown_table(results: list[dict[str, Any]]) -> list[str]:
-    """One row per (model, precision)."""
+def _rates(r: dict[str, Any]) -> str:
+    """'median (min-max)' images/s of one record."""
+    median, low, high = (_rate(r[f"images_per_s_{k}"]) for k in ("median", "min", "max"))
+    return f"{median} ({low}-{high})"
+
+
+def _percent(mfu: float | None) -> str:
+    """MFU in percent, three significant digits."""
+    return "n/a" if mfu is None else f"{100 * mfu:.3g}%"
+
+
+def markdown_table(rows: list[tuple[dict[str, Any], dict[str, Any] | None]]) -> list[str]:
+    """One row per (model, image size, precision, accumulation): ours next to torch."""
     lines = [
-        "| model | precision | params (M) | compile + 1st step (s) | ms/step (median) "
-        "| images/s median | min | max | load avg before -> after |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+        "| model | px | precision | accum | ours img/s median (min-max) "
+        "| torch img/s median (min-max) | ours/torch | MFU ours | MFU torch "
+        "| params ours/torch (M) |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for r in results:
-        lines.append(
-            f"| {r['model']} | {r['precision']} | {r['params'] / 1e6:.2f} | {r['compile_s']:.1f} "
-            f"| {r['ms_per_step_median']:.0f} | {_rate(r['images_per_s_median'])} "
-            f"| {_rate(r['images_per_s_min'])} | {_rate(r['images_per_s_max'])} "
-            f"| {r['load_average_before']} -> {r['load_average_after']} |"
-        )
+    for ours, torch in rows:
+        cells = [ours["model"], ours["image_size"], ours["precision"], ours["grad_accum_steps"]]
+        cells += [_rates(ours)]
+        if torch is None or torch.get("failed"):
+            status = "skipped" if torch is None else "failed"
+            cells += [status, "-", _percent(ours["mfu"]), "-", f"{ours['params'] / 1e6:.2f} / -"]
+        else:
+            ratio = ours["images_per_s_median"] / torch["images_per_s_median"]
+            params = f"{ours['params'] / 1e6:.2f} / {torch['params'] / 1e6:.2f}"
+            if ours["params"] != torch["params"]:
+                params += " (MISMATCH)"
+            cells += [_rates(torch), f"{ratio:.2f}x", _percent(ours["mfu"])]
+            cells += [_percent(torch["mfu"]), params]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return lines
 
 
-def check_flags() -> None:
+def check_flags(accums: list[int]) -> None:
     """Rejects settings that would time nothing or would not split across devices."""
     if _WARMUP.value < 1:
         raise app.UsageError("--warmup must be >= 1: the first step compiles.")
     if _REPEATS.value < 1 or _STEPS_PER_REPEAT.value < 1:
         raise app.UsageError("--repeats and --steps_per_repeat must be >= 1.")
     per_device, remainder = divmod(_BATCH_SIZE.value, jax.local_device_count())
-    if remainder or per_device % _GRAD_ACCUM_STEPS.value:
+    bad = [k for k in accums if per_device % k]
+    if remainder or bad:
         raise app.UsageError(
             f"--batch_size={_BATCH_SIZE.value} must split evenly over "
-            f"{jax.local_device_count()} device(s) and then into "
-            f"--grad_accum_steps={_GRAD_ACCUM_STEPS.value} micro-batches."
+            f"{jax.local_device_count()} device(s) and then into each --grad_accum "
+            f"{accums} micro-batches."
         )
 
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    check_flags()
-    header = report_header()
+    if _TORCH_PYTHON.value:  # before JAX starts its backend: leave GPU memory to torch
+        os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.45")
+    sizes, accums = int_list(_IMAGE_SIZES), int_list(_GRAD_ACCUM)
+    check_flags(accums)
+    torch_info = probe_torch()
+    device = jax.local_devices()[0]
+    peaks = {precision: hardware.peak_flops(device, precision) for precision in _PRECISIONS.value}
+    header = report_header(sizes, accums, torch_info, peaks)
     print("\n".join(header), flush=True)
-    batch = device_batch(_BATCH_SIZE.value, _IMAGE_SIZE.value)
-    results = []
-    for model_name in _MODELS.value:
-        for precision in _PRECISIONS.value:
-            results.append(benchmark(model_name, precision, batch))
-            print(json.dumps(results[-1]), file=sys.stderr, flush=True)
-    report = [*header, f"- Load average at end: {load_average()}", "", *markdown_table(results)]
+    rows, records = [], []
+    for image_size in sizes:
+        batch = device_batch(_BATCH_SIZE.value, image_size)
+        for grad_accum in accums:
+            for model_name in _MODELS.value:
+                for precision in _PRECISIONS.value:
+                    peak = peaks[precision]
+                    ours = benchmark(model_name, precision, image_size, grad_accum, batch, peak)
+                    torch = None if torch_info is None else benchmark_torch(ours, peak)
+                    rows.append((ours, torch))
+                    for record in (ours, torch):
+                        if record is not None:
+                            records.append(record)
+                            print(json.dumps(record), file=sys.stderr, flush=True)
+    report = [*header, f"- Load average at end: {load_average()}", "", *markdown_table(rows)]
     raw = ["", "<details><summary>Raw results (JSON lines)</summary>", "", "```json"]
-    raw += [json.dumps(r) for r in results] + ["```", "", "</details>", ""]
+    raw += [json.dumps(r) for r in records] + ["```", "", "</details>", ""]
     print("\n" + "\n".join(report[len(header) :]))
     if _OUT.value:
         with open(_OUT.value, "a") as f:
