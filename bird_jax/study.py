@@ -32,15 +32,23 @@ from bird_jax import evaluate, report, train
 from bird_jax.signals import Stopped
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "Config every variant starts from.")
-flags.DEFINE_string("workdir", None, "Study directory: one workdir per variant, plus report/.")
-flags.DEFINE_string("study", None, "Which study (see STUDIES).")
-flags.DEFINE_list("variants", [], "Run only these variants of the study (default: all).")
-# bird_jax.report and bird_jax.main define --split too (same meaning).
-flags.DEFINE_string(
-    "split", None, "Split to evaluate and report (default: data.eval_split).", allow_override=True
-)
-flags.mark_flags_as_required(["config", "workdir", "study"])
+
+
+def define_flags() -> None:
+    """The command line's flags; defined only when run as a script, as bird_jax.main and
+    bird_jax.predict define --config and --workdir too."""
+    config_flags.DEFINE_config_file("config", None, "Config every variant starts from.")
+    flags.DEFINE_string("workdir", None, "Study directory: one workdir per variant, and report/.")
+    flags.DEFINE_string("study", None, "Which study (see STUDIES).")
+    flags.DEFINE_list("variants", [], "Run only these variants of the study (default: all).")
+    flags.DEFINE_string(
+        "split",
+        None,
+        "Split to evaluate and report (default: data.eval_split).",
+        allow_override=True,  # bird_jax.report defines it too (same meaning)
+    )
+    flags.mark_flags_as_required(["config", "workdir", "study"])
+
 
 Overrides = Mapping[str, Any]  # dotted config key -> value; a Mapping value replaces a sub-config
 
@@ -152,4 +160,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)
