@@ -3,8 +3,8 @@
 Measures how fast the host can feed training at `--image_size` (224) on real JPEGs, for each
 worker count in `--workers`, through pipelines doing the same work:
 
-  ours      Grain over bird_jax's own source and host transforms (`data.load_splits` +
-            `data.transforms.train_transforms` + `grain.transforms.Batch`), `worker_count` workers
+  ours      bird_jax's own training input (`data.load_splits` +
+            `data.pipeline.train_host_batches`: Grain datasets), `workers` worker processes
             (0: in the main process). The host returns uint8: normalisation is on the device, so
             it is timed separately (jitted, on this CPU) and reported beside it.
   tf.data   read_file, sample_distorted_bounding_box + decode_and_crop_jpeg (only the crop is
@@ -198,27 +198,15 @@ def ours_data_config() -> Any:
 
 @contextlib.contextmanager
 def ours_batches(workers: int) -> Iterator[Iterator[Any]]:
-    import grain
-
     from bird_jax import data
     from bird_jax.data import pipeline
-    from bird_jax.data.transforms import train_transforms
 
     data_config = ours_data_config()
     data_config.num_workers = workers
     data_config.read_threads = _READ_THREADS.value
-    source = data.load_splits(data_config).source(_SPLIT.value)
-    loader = grain.DataLoader(
-        data_source=source,
-        sampler=grain.samplers.IndexSampler(
-            num_records=len(source), shuffle=True, num_epochs=None, seed=_SEED.value
-        ),
-        operations=[
-            *train_transforms(data_config),
-            grain.transforms.Batch(_BATCH_SIZE.value, drop_remainder=True),
-        ],
-        worker_count=workers,
-        read_options=pipeline.read_options(data_config),
+    info = data.load_splits(data_config)
+    loader = pipeline.train_host_batches(
+        info, data_config, global_batch_size=_BATCH_SIZE.value, seed=_SEED.value
     )
     yield (batch["image"] for batch in loader)
 

@@ -15,7 +15,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from bird_jax import evaluate, experiment, train
+from bird_jax import distributed, evaluate, experiment, train
 from bird_jax.signals import Stopped
 
 FLAGS = flags.FLAGS
@@ -26,6 +26,16 @@ flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard eve
 flags.DEFINE_enum("mode", "train", ["train", "evaluate"], "Train (and resume), or evaluate only.")
 flags.DEFINE_string("split", None, "evaluate: split to evaluate (default: config.data.eval_split).")
 flags.DEFINE_enum("checkpoint", "latest", ["latest", "best"], "evaluate: which checkpoint.")
+flags.DEFINE_string(
+    "coordinator_address",
+    None,
+    "Multi-process: HOST:PORT of process 0 (or $JAX_COORDINATOR_ADDRESS).",
+)
+flags.DEFINE_integer("num_processes", None, "Multi-process: how many (or $JAX_NUM_PROCESSES).")
+flags.DEFINE_integer("process_id", None, "Multi-process: this one's index (or $JAX_PROCESS_ID).")
+flags.DEFINE_integer(
+    "distributed_timeout_s", 300, "Multi-process: start-up and dead-process detection timeout."
+)
 flags.mark_flag_as_required("workdir")
 
 
@@ -41,6 +51,13 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     logging.get_absl_handler().addFilter(_QuietLibraries())
+    try:
+        launch = distributed.detect(
+            FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id
+        )
+    except ValueError as error:
+        raise app.UsageError(str(error)) from error
+    distributed.initialize(launch, FLAGS.distributed_timeout_s)
     import jax
 
     logging.info(

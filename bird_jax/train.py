@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 
 import flax.jax_utils
 import jax
@@ -9,7 +10,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from bird_jax import augment, data, efficiency, experiment, reporting
+from bird_jax import augment, data, distributed, efficiency, experiment, reporting
 from bird_jax.augment import gallery
 from bird_jax.checkpoints import RunCheckpoints
 from bird_jax.evaluate import evaluate_and_report, make_eval_step
@@ -147,7 +148,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     results: dict[str, float] = {}
     accounting = efficiency.RunAccounting(config, images_per_step=config.batch_size)
     clock = accounting.clock
-    step = start_step
+    step, stopping = start_step, False
     with StopRequest() as stop:
         for step in range(start_step + 1, num_steps + 1):
             first = step == start_step + 1
@@ -173,7 +174,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 writer.write_scalars(step, summary)
                 train_metrics = None
             evaluate_now = step % config.eval_every_steps == 0 or is_last
-            save_now = step % config.checkpoint_every_steps == 0 or is_last or stop.requested
+            stopping = distributed.stop_agreed(stop.requested, step)  # same step on all processes
+            save_now = step % config.checkpoint_every_steps == 0 or is_last or stopping
             if evaluate_now or save_now:  # one device-to-host copy serves both
                 with clock.phase("train"):
                     clock.restart_steps()  # finishes the step in flight; the pause is not step time
@@ -188,7 +190,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             if save_now:
                 with clock.phase("checkpoint"):
                     ckpts.save(step, host_state, train_iter.get_state(), force=True)
-            if stop.requested:
+            if stopping:
                 logging.warning(
                     "Stopped at step %d of %d; run the same command to resume.", step, num_steps
                 )
@@ -203,6 +205,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     else:
         accounting.tracker.stop()
     writer.flush()
-    if stop.requested:
-        raise Stopped(stop.signum, step)
+    if stopping:  # processes that got no signal themselves stop as for SIGTERM
+        raise Stopped(stop.signum or signal.SIGTERM, step)
     return results

@@ -5,7 +5,8 @@ Every split is a Grain RandomAccessDataSource (``len`` + ``__getitem__``) whose 
 restoring a state) and ``labels``: int32 [N], every record's label, read without decoding images
 (for class subsetting and carving, bird_jax.data.subset). Image sizes may differ between records.
 The image-folder source decodes lazily and yields ``'image': None`` for a file that fails to
-decode; the pipeline drops those records (see transforms.DropUndecodable).
+decode; training replaces such a record by the next decodable one in its shuffled stream,
+evaluation drops it (see data.pipeline).
 """
 
 from __future__ import annotations

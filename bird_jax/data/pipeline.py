@@ -9,11 +9,10 @@ axis 0 over a 1-D mesh of jax.local_devices() (the layout jax.pmap expects):
 from __future__ import annotations
 
 import collections
+import functools
 import itertools
-import json
 import math
 from collections.abc import Iterator
-from typing import Any
 
 import grain
 import jax
@@ -80,15 +79,15 @@ def to_devices(
 
 
 def _prefetch_to_devices(
-    tagged_batches: Iterator[tuple[dict[str, np.ndarray], Any]], depth: int
-) -> Iterator[tuple[dict[str, jax.Array], Any]]:
-    """Keeps up to `depth` (at least 1) batches in flight to the devices; tags ride along."""
+    host_batches: Iterator[dict[str, np.ndarray]], depth: int
+) -> Iterator[dict[str, jax.Array]]:
+    """Keeps up to `depth` (at least 1) batches in flight to the devices."""
     sharding = _batch_sharding()
     queue = collections.deque()
 
     def enqueue(count: int) -> None:
-        for batch, tag in itertools.islice(tagged_batches, count):
-            queue.append((to_devices(batch, sharding), tag))
+        for batch in itertools.islice(host_batches, count):
+            queue.append(to_devices(batch, sharding))
 
     enqueue(max(depth, 1))
     while queue:
@@ -96,63 +95,128 @@ def _prefetch_to_devices(
         enqueue(1)
 
 
+class _ReplaceUndecodable(grain.MapDataset):
+    """An element whose image failed to decode is replaced by the next decodable one.
+
+    Replacing (rather than dropping) keeps every position of the stream filled, so the global
+    batches do not depend on how the stream is split over processes.
+    """
+
+    _MAX_TRIES = 1000
+
+    def __len__(self) -> int:
+        return len(self._parent)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self.slice(index)
+        for offset in range(self._MAX_TRIES):
+            record = self._parent[index + offset]
+            if record["image"] is not None:
+                return record
+        raise ValueError(
+            f"{self._MAX_TRIES} images in a row failed to decode: check the dataset's files."
+        )
+
+    def __str__(self) -> str:
+        return "ReplaceUndecodable"
+
+
+class _ProcessBlocks(grain.MapDataset):
+    """This process's part of an endless stream cut into global batches, from `first_batch` on.
+
+    Global batch g is elements [g * G, (g + 1) * G) of the parent; process p of P takes the
+    G / P of them starting at g * G + p * G / P.
+    """
+
+    def __init__(self, parent: grain.MapDataset, global_batch_size: int, first_batch: int):
+        super().__init__(parent)
+        self._global = global_batch_size
+        self._local = per_process_batch_size(global_batch_size)
+        self._offset = jax.process_index() * self._local
+        self._first_batch = first_batch
+
+    def __len__(self) -> int:
+        return len(self._parent)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self.slice(index)
+        batch, within = divmod(index, self._local)
+        return self._parent[(self._first_batch + batch) * self._global + self._offset + within]
+
+    def __str__(self) -> str:
+        return f"ProcessBlocks(global={self._global}, local={self._local}, offset={self._offset})"
+
+
+def train_host_batches(
+    info: DatasetInfo, data_config, *, global_batch_size: int, seed: int, first_batch: int = 0
+) -> grain.IterDataset:
+    """This process's training batches from global batch `first_batch` on, as host arrays.
+
+    One stream for all processes: the train split shuffled afresh every epoch from `seed`, with
+    the host augmentations seeded by each element's position in it. Every process reads only its
+    block of each global batch, so the global batch is the same for any number of processes.
+    """
+    source = info.source(data_config.train_split)
+    shuffled = grain.MapDataset.source(source).seed(seed % _SEED_MODULUS).shuffle().repeat()
+    stream = _ReplaceUndecodable(shuffled).apply(train_transforms(data_config))
+    blocks = _ProcessBlocks(stream, global_batch_size, first_batch)
+    batches = blocks.to_iter_dataset(read_options(data_config)).batch(
+        per_process_batch_size(global_batch_size), drop_remainder=True
+    )
+    workers = _worker_count(data_config)
+    if workers:
+        batches = batches.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
+    return batches
+
+
 class TrainIterator:
     """Infinite, deterministic, checkpointable stream of training batches on the local devices.
 
-    Each process reads its own shard of the train split (grain ShardByJaxProcess), reshuffled
-    every epoch from `seed`. `get_state()` describes the position after the last batch returned
-    by `__next__` (not the prefetched ones): Grain's state is recorded alongside every batch.
-    Restoring needs the same dataset, seed, process count and data.num_workers.
+    The batches of `train_host_batches`, prefetched to the devices. The position is the number of
+    batches taken, so a run can resume on another number of processes or data.num_workers (the
+    global batches stay the same); it needs the same dataset and seed.
     """
 
     def __init__(
         self, info: DatasetInfo, data_config, *, global_batch_size: int, seed: int
     ) -> None:
-        batch_size = per_process_batch_size(global_batch_size)
-        source = info.source(data_config.train_split)
-        shard_options = grain.sharding.ShardByJaxProcess(drop_remainder=True)
-        sampler = grain.samplers.IndexSampler(
-            num_records=len(source),
-            shard_options=shard_options,
-            shuffle=True,
-            num_epochs=None,
-            seed=seed % _SEED_MODULUS,
-        )
-        loader = grain.DataLoader(
-            data_source=source,
-            sampler=sampler,
-            operations=[
-                *train_transforms(data_config),
-                grain.transforms.Batch(batch_size, drop_remainder=True),
-            ],
-            worker_count=_worker_count(data_config),
-            read_options=read_options(data_config),
-            shard_options=shard_options,
+        self._host_batches = functools.partial(
+            train_host_batches,
+            info,
+            data_config,
+            global_batch_size=global_batch_size,
+            seed=seed,
         )
         self._prefetch = data_config.prefetch
-        self._grain_iterator = iter(loader)
-        self._grain_state = self._grain_iterator.get_state()
+        self._batches_taken = 0
         self._batches = self._start()
 
-    def _start(self) -> Iterator[tuple[dict[str, jax.Array], bytes]]:
-        states = ((batch, self._grain_iterator.get_state()) for batch in self._grain_iterator)
-        return _prefetch_to_devices(states, self._prefetch)
+    def _start(self) -> Iterator[dict[str, jax.Array]]:
+        host_batches = self._host_batches(first_batch=self._batches_taken)
+        return _prefetch_to_devices(iter(host_batches), self._prefetch)
 
     def __iter__(self) -> TrainIterator:
         return self
 
     def __next__(self) -> dict[str, jax.Array]:
-        batch, self._grain_state = next(self._batches)
+        batch = next(self._batches)
+        self._batches_taken += 1
         return batch
 
     def get_state(self) -> dict:
-        """JSON-serialisable position after the last batch returned."""
-        return {"grain": json.loads(self._grain_state)}
+        """The position after the last batch returned (prefetched batches do not count)."""
+        return {"batches_taken": self._batches_taken}
 
     def set_state(self, state: dict) -> None:
         """Continues from `state` (from get_state); prefetched batches are discarded."""
-        self._grain_state = json.dumps(state["grain"]).encode()
-        self._grain_iterator.set_state(self._grain_state)
+        if "batches_taken" not in state:
+            raise ValueError(
+                f"Unknown input-pipeline state {sorted(state)}: the checkpoint was written by an "
+                "older bird_jax. Resume it with that version, or start a new --workdir."
+            )
+        self._batches_taken = int(state["batches_taken"])
         self._batches = self._start()
 
 
@@ -220,8 +284,6 @@ def eval_batches(
         itertools.repeat(_empty_batch(data_config.image_size)),
     )
     padded = (
-        (_pad_with_mask(batch, batch_size), None)
-        for batch in itertools.islice(host_batches, num_batches)
+        _pad_with_mask(batch, batch_size) for batch in itertools.islice(host_batches, num_batches)
     )
-    for batch, _ in _prefetch_to_devices(padded, data_config.prefetch):
-        yield batch
+    yield from _prefetch_to_devices(padded, data_config.prefetch)

@@ -64,10 +64,11 @@ class EvalCrop(grain.transforms.Map):
 
 
 def train_transforms(data_config) -> list:
-    """Decode guard and the host ops of data.train_pipeline (uint8 out)."""
+    """The host ops of data.train_pipeline (uint8 out); records must hold a decoded image (the
+    train stream replaces undecodable ones)."""
     check_data_config(data_config)
     pipeline = augment.train_pipeline(data_config)
-    return [DropUndecodable(), augment.HostAugment(pipeline.host)]
+    return [augment.HostAugment(pipeline.host)]
 
 
 def eval_transforms(data_config) -> list:

@@ -1,0 +1,156 @@
+"""Several processes on localhost (CPU collectives) train exactly as one process does.
+
+Each run is `python -m bird_jax.main` in subprocesses: 2 processes x 2 CPU devices against
+1 process x 4 devices, on the tiny config; a SIGTERM to one process stops both at the same step
+with a checkpoint, and the same command resumes; a process that dies takes the others down.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from bird_jax import distributed
+from tests.test_train import _final_state, _max_diff
+from tests.tiny_config import tiny_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STEPS = 60
+OVERRIDES = [
+    f"--config.num_train_steps={STEPS}",
+    "--config.eval_every_steps=1000",
+    "--config.checkpoint_every_steps=1000",
+    "--config.log_every_steps=5",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        return sock.getsockname()[1]
+
+
+def _start(workdir, devices: int, process_id: int = 0, num_processes: int = 1, port: int = 0):
+    """One bird_jax.main training process on `devices` fake CPU devices."""
+    env = {
+        **os.environ,
+        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+        "JAX_PLATFORMS": "cpu",
+    }
+    command = [sys.executable, "-m", "bird_jax.main", "--config=tests/tiny_config.py",
+               f"--workdir={workdir}", *OVERRIDES]  # fmt: skip
+    if num_processes > 1:
+        command += [f"--coordinator_address=localhost:{port}", f"--num_processes={num_processes}",
+                    f"--process_id={process_id}", "--distributed_timeout_s=20"]  # fmt: skip
+    return subprocess.Popen(command, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+
+
+def _start_pair(workdir):
+    port = _free_port()
+    return [_start(workdir, 2, index, 2, port) for index in range(2)]
+
+
+def _finish(processes, timeout=300) -> list[tuple[int, str]]:
+    """(exit code, stderr) of each process."""
+    return [(p.wait(timeout=timeout), p.stderr.read()) for p in processes]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """One process with 4 devices, uninterrupted."""
+    workdir = tmp_path_factory.mktemp("one_process")
+    ((code, log),) = _finish([_start(workdir, 4)])
+    assert code == 0, log[-3000:]
+    return workdir
+
+
+def test_two_processes_train_like_one_and_resume_after_sigterm(reference, tmp_path):
+    started = time.monotonic()
+    processes = _start_pair(tmp_path)
+    for line in processes[0].stderr:  # training is under way: preempt process 0 only
+        if "steps_per_sec" in line:
+            processes[0].send_signal(signal.SIGTERM)
+            break
+    stopped = _finish(processes)
+    assert [code for code, _ in stopped] == [0, 0], stopped[1][1][-3000:]
+    saved = sorted(int(d) for d in os.listdir(tmp_path / "checkpoints") if d.isdigit())
+    assert saved and saved[-1] % distributed.STOP_CHECK_EVERY_STEPS == 0 and saved[-1] < STEPS
+
+    resumed = _finish(_start_pair(tmp_path))  # the same command again
+    assert [code for code, _ in resumed] == [0, 0], resumed[1][1][-3000:]
+    print(f"2 processes x 2 devices, stopped at {saved[-1]} and resumed: "
+          f"{time.monotonic() - started:.1f} s")  # fmt: skip
+
+    state, data_state = _final_state(tiny_config(), str(tmp_path))
+    expected, expected_data = _final_state(tiny_config(), str(reference))
+    assert int(state.step) == STEPS and data_state == expected_data
+    # Equal up to float rounding: gloo sums the cross-process gradient mean in another order,
+    # and Adam's normalisation lets those last-bit differences grow over the steps.
+    assert _max_diff(state.params, expected.params) < 1e-4
+    assert _max_diff(state.batch_stats, expected.batch_stats) < 1e-4
+    # Evaluation covered the 180 validation digits once each (batch 64: a partial last batch).
+    ours, theirs = (json.loads((w / "eval_valid.json").read_text()) for w in (tmp_path, reference))
+    assert ours["num_examples"] == theirs["num_examples"] == 180
+    assert np.isclose(ours["accuracy"], theirs["accuracy"])
+    efficiency = json.loads((tmp_path / "efficiency.json").read_text())
+    assert efficiency["energy"]["processes"] == 2 and efficiency["total"]["segments"] == 2
+
+
+def test_a_dead_process_makes_the_other_fail_instead_of_hanging(tmp_path):
+    processes = _start_pair(tmp_path)
+    for line in processes[1].stderr:  # (only process 0 reports progress)
+        if "Training from step" in line:
+            time.sleep(2)
+            processes[1].kill()  # SIGKILL: no checkpoint, no goodbye
+            break
+    started = time.monotonic()
+    code, log = _finish(processes[:1], timeout=120)[0]
+    assert code != 0, log[-3000:]
+    assert time.monotonic() - started < 120
+
+
+def test_inconsistent_process_flags_are_a_usage_error(tmp_path):
+    command = [sys.executable, "-m", "bird_jax.main", "--config=tests/tiny_config.py",
+               f"--workdir={tmp_path}", "--num_processes=2"]  # fmt: skip
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "--num_processes given without --coordinator_address, --process_id" in result.stderr
+
+
+def test_launch_detection(monkeypatch):
+    for name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID", "SLURM_JOB_ID"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(distributed, "_on_cloud_tpu_vm", lambda: False)
+    assert distributed.detect().kind == "single"
+    assert distributed.detect("h:1", 1, 0).kind == "single"
+    assert distributed.detect("h:1", 4, 3) == distributed.Launch("explicit", "h:1", 4, 3)
+    with pytest.raises(ValueError, match=r"--process_id=4 must be in \[0, --num_processes=4\)"):
+        distributed.detect("h:1", 4, 4)
+    monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "h:2")
+    monkeypatch.setenv("JAX_NUM_PROCESSES", "2")
+    monkeypatch.setenv("JAX_PROCESS_ID", "1")
+    assert distributed.detect() == distributed.Launch("explicit", "h:2", 2, 1)
+    monkeypatch.setenv("JAX_PROCESS_ID", "x")
+    with pytest.raises(ValueError, match=r"\$JAX_PROCESS_ID must be an integer"):
+        distributed.detect()
+    for name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
+        monkeypatch.delenv(name)
+    slurm = {"SLURM_JOB_ID": "7", "SLURM_STEP_NODELIST": "n[1-2]", "SLURM_NTASKS": "2",
+             "SLURM_PROCID": "0"}  # fmt: skip
+    for name, value in slurm.items():
+        monkeypatch.setenv(name, value)
+    assert distributed.detect().kind == "slurm"
+    monkeypatch.setenv("SLURM_NTASKS", "1")
+    assert distributed.detect().kind == "single"
+    monkeypatch.setattr(distributed, "_on_cloud_tpu_vm", lambda: True)
+    assert distributed.detect().kind == "tpu"
+
+
+def test_one_process_stops_when_asked_without_collectives():
+    assert distributed.stop_agreed(True, 3) and not distributed.stop_agreed(False, 10)
