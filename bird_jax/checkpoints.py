@@ -27,6 +27,12 @@ def _manager(directory: str, options: ocp.CheckpointManagerOptions) -> ocp.Check
     )
 
 
+def _barriers(name: str) -> ocp.options.MultiprocessingOptions:
+    """Multi-process saves synchronise at barriers named after the manager: the latest and best
+    managers save at the same step, and shared names collide."""
+    return ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=name)
+
+
 class IncompatibleCheckpointError(ValueError):
     """The workdir holds a checkpoint of a different model or label set."""
 
@@ -39,12 +45,18 @@ class RunCheckpoints:
         self._managers = {
             LATEST: _manager(
                 os.path.join(os.path.abspath(workdir), "checkpoints"),
-                ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+                ocp.CheckpointManagerOptions(
+                    max_to_keep=max_to_keep, create=True, multiprocessing_options=_barriers(LATEST)
+                ),
             ),
             BEST: _manager(
                 os.path.join(os.path.abspath(workdir), "checkpoints_best"),
                 ocp.CheckpointManagerOptions(
-                    max_to_keep=1, best_fn=lambda m: m["accuracy"], best_mode="max", create=True
+                    max_to_keep=1,
+                    best_fn=lambda m: m["accuracy"],
+                    best_mode="max",
+                    create=True,
+                    multiprocessing_options=_barriers(BEST),
                 ),
             ),
         }

@@ -24,8 +24,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 60
 OVERRIDES = [
     f"--config.num_train_steps={STEPS}",
-    "--config.eval_every_steps=1000",
-    "--config.checkpoint_every_steps=1000",
+    "--config.eval_every_steps=20",  # the latest and best checkpoints save at the same steps
+    "--config.checkpoint_every_steps=20",
     "--config.log_every_steps=5",
 ]
 
