@@ -251,6 +251,7 @@ def _accuracy_scatter(rows, x_key: str, x_unit: tuple[float, str], path: Path, m
     axes.set_ylabel(f"accuracy (%, {splits})" if points else "accuracy (%)")
     axes.set_title(f"Accuracy vs {x_label.split(' (')[0]}")
     axes.margins(x=0.3)  # room for the run names
+    axes.set_xlim(left=0)  # energy and time start at zero
     axes.set_ylim(top=min(axes.get_ylim()[1], 101.0))
     axes.grid(alpha=0.3)
     figure.savefig(path)
