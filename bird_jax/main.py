@@ -7,6 +7,8 @@
       --checkpoint=best
 
 Running the same train command again resumes from the latest checkpoint in the workdir.
+Several processes (hosts) run the same command, plus --coordinator_address, --num_processes and
+--process_id where SLURM or Cloud TPU does not supply them (launch/README.md).
 """
 
 import logging as std_logging
