@@ -42,3 +42,12 @@ def summary(values: list[float]) -> dict[str, Any]:
         "max": round(max(values), 2),
         "all": [round(v, 2) for v in values],
     }
+
+
+def throughput_fields(images_per_s: list[float], batch_size: int) -> dict[str, Any]:
+    """The images/s fields of a train-step benchmark record (ours and torch alike)."""
+    rates = summary(images_per_s)
+    return {
+        "ms_per_step_median": round(1000 * batch_size / statistics.median(images_per_s), 1),
+        **{f"images_per_s_{key}": value for key, value in rates.items()},
+    }

@@ -26,7 +26,6 @@ on GPU. Prints one JSON line on stdout; progress goes to stderr.
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -36,7 +35,12 @@ import numpy as np
 import timm
 import torch
 import torch.nn.functional as F
-from machine import cpu_model, load_average, usable_cores  # benchmarks/machine.py
+from machine import (
+    cpu_model,
+    load_average,
+    throughput_fields,
+    usable_cores,
+)  # benchmarks/machine.py
 from torch import nn
 
 MODELS = ("vgg16", "lightweight_cnn", "convnext_tiny")
@@ -303,18 +307,13 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         seconds = run_steps(step, batch, args.steps_per_repeat)
         throughputs.append(args.steps_per_repeat * args.batch_size / seconds)
         print(f"{name}: window {window}: {throughputs[-1]:.1f} images/s.", file=sys.stderr)
-    median = statistics.median(throughputs)
     return {
         "framework": "torch",
         "model": args.model,
         "precision": args.precision,
         "params": num_params,
         "compile_s": round(compile_s, 2),
-        "ms_per_step_median": round(1000 * args.batch_size / median, 1),
-        "images_per_s_median": round(median, 2),
-        "images_per_s_min": round(min(throughputs), 2),
-        "images_per_s_max": round(max(throughputs), 2),
-        "images_per_s_all": [round(t, 2) for t in throughputs],
+        **throughput_fields(throughputs, args.batch_size),
         "batch_size": args.batch_size,
         "image_size": args.image_size,
         "num_classes": args.num_classes,

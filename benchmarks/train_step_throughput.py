@@ -53,7 +53,12 @@ from typing import Any
 import jax
 import numpy as np
 from absl import app, flags, logging
-from machine import cpu_model, load_average, usable_cores  # benchmarks/machine.py
+from machine import (
+    cpu_model,
+    load_average,
+    throughput_fields,
+    usable_cores,
+)  # benchmarks/machine.py
 
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(_REPO_ROOT) not in sys.path:  # `configs` is a folder of the repository, not a package
@@ -275,11 +280,7 @@ def benchmark(
         "precision": precision,
         "params": num_params,
         "compile_s": round(compile_s, 2),
-        "ms_per_step_median": round(1000 * _BATCH_SIZE.value / median, 1),
-        "images_per_s_median": round(median, 2),
-        "images_per_s_min": round(min(throughputs), 2),
-        "images_per_s_max": round(max(throughputs), 2),
-        "images_per_s_all": [round(t, 2) for t in throughputs],
+        **throughput_fields(throughputs, _BATCH_SIZE.value),
         "batch_size": _BATCH_SIZE.value,
         "image_size": image_size,
         "grad_accum_steps": grad_accum,
