@@ -26,8 +26,8 @@ if str(_REPO_ROOT) not in sys.path:  # `configs` is a folder of the repository, 
     sys.path.insert(0, str(_REPO_ROOT))
 
 from bird_jax import augment, data  # noqa: E402
+from bird_jax import config as defaults  # noqa: E402
 from bird_jax.augment.registry import DEVICE, HOST, parse_op, registered_ops  # noqa: E402
-from configs import default  # noqa: E402
 
 _ROOT = flags.DEFINE_string("root", "", "Class-per-folder tree with train/ (empty: random images).")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 224, "Square image side in pixels.")
@@ -78,7 +78,7 @@ def time_device_augment(device_augment, images: np.ndarray, num_classes: int = 1
 
 def main(argv: list[str]) -> None:
     del argv
-    data_config = default.get_bird_folder_config().data
+    data_config = defaults.bird_folder_config().data
     data_config.root, data_config.image_size = _ROOT.value, _IMAGE_SIZE.value
     images = sample_images(data_config)
     size = _IMAGE_SIZE.value

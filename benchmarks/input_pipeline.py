@@ -183,10 +183,10 @@ def pillow_jpeg() -> str:
 
 
 def ours_data_config() -> Any:
-    """configs/default.py's data config for this folder, size and augmentation."""
-    from configs import default
+    """bird_jax.config's default data config for this folder, size and augmentation."""
+    from bird_jax import config as defaults
 
-    data_config = default.get_config().data
+    data_config = defaults.get_config().data
     data_config.source = "folder"
     data_config.root = _ROOT.value
     data_config.train_split = _SPLIT.value

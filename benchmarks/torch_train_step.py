@@ -45,7 +45,7 @@ from torch import nn
 
 MODELS = ("vgg16", "lightweight_cnn", "convnext_tiny")
 PRECISIONS = ("float32", "bfloat16")
-MEAN = (0.485, 0.456, 0.406)  # configs/default.py data.mean / data.std
+MEAN = (0.485, 0.456, 0.406)  # bird_jax.config data.mean / data.std
 STD = (0.229, 0.224, 0.225)
 VGG_WIDTHS = (64, 128, 256, 512, 512)
 

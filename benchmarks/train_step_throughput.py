@@ -1,7 +1,7 @@
 """Train-step throughput (images/s) and MFU of each model family, side by side with PyTorch (timm).
 
 Ours: every model is built exactly as training builds it (`experiment.build` on
-`configs/default.py` with the model name, precision, batch size, image size and grad_accum_steps
+`bird_jax.config` with the model name, precision, batch size, image size and grad_accum_steps
 overridden); the state is replicated and `experiment.pmapped_train_step` (the shared pmapped train
 step) is timed on one fixed batch of random uint8 images already on the devices, laid out as the
 data pipeline lays it out. The input pipeline is therefore excluded: the numbers are an upper
@@ -64,9 +64,9 @@ _REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(_REPO_ROOT) not in sys.path:  # `configs` is a folder of the repository, not a package
     sys.path.insert(0, str(_REPO_ROOT))
 
+from bird_jax import config as defaults  # noqa: E402
 from bird_jax import data, experiment, train_step  # noqa: E402
 from bird_jax.efficiency import flops, hardware  # noqa: E402
-from configs import default  # noqa: E402
 
 _MODELS = flags.DEFINE_list("models", ["vgg16", "lightweight_cnn", "convnext_tiny"], "Models.")
 _PRECISIONS = flags.DEFINE_list("precisions", ["float32", "bfloat16"], "config.precision values.")
@@ -174,7 +174,7 @@ def report_header(
         torch_line,
         f"- Load average (1/5/15 min) at start: {load_average()}",
         f"- Batch {_BATCH_SIZE.value} ({per_device} per device), image sizes {sizes} px, "
-        f"grad_accum_steps {accums}, {_NUM_CLASSES.value} classes; configs/default.py "
+        f"grad_accum_steps {accums}, {_NUM_CLASSES.value} classes; bird_jax.config "
         "otherwise (registry-default model kwargs); torch mirrors them",
         f"- Timing: {_WARMUP.value} warm-up steps (the first compiles), then {_REPEATS.value} "
         f"windows of {_STEPS_PER_REPEAT.value} steps, each closed by jax.block_until_ready "
@@ -188,7 +188,7 @@ def report_header(
 
 def build_config(model_name: str, precision: str, image_size: int, grad_accum: int) -> Any:
     """The default config with this benchmark's model, precision and shapes."""
-    config = default.get_config()
+    config = defaults.get_config()
     config.model_name = model_name
     config.precision = precision
     config.batch_size = _BATCH_SIZE.value

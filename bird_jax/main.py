@@ -1,7 +1,7 @@
 """Command line: train or evaluate one experiment.
 
   python -m bird_jax.main --config=configs/convnext_tiny.py --workdir=runs/convnext_tiny
-  python -m bird_jax.main --config=configs/convnext_tiny.py:small --workdir=runs/small \
+  python -m bird_jax.main --config=configs/convnext.py:small --workdir=runs/small \
       --config.batch_size=64
   python -m bird_jax.main --mode=evaluate --workdir=runs/convnext_tiny --split=test \
       --checkpoint=best

@@ -23,12 +23,25 @@ class Policy:
     loss_scaling: bool
 
 
-def get_policy(name: str) -> Policy:
-    """Returns the policy for `config.precision` ('bfloat16', 'float16' or 'float32')."""
+AUTO = "auto"
+
+
+def resolve(name: str) -> str:
+    """`config.precision` with 'auto' resolved: bfloat16 on GPU/TPU, float32 on CPU (which has no
+    bfloat16 units: bfloat16 halves a CPU's throughput)."""
+    if name == AUTO:
+        return "float32" if jax.default_backend() == "cpu" else "bfloat16"
     if name not in _COMPUTE_DTYPES:
         raise ValueError(
-            f"Unknown precision {name!r}: set config.precision to one of {sorted(_COMPUTE_DTYPES)}."
+            f"Unknown precision {name!r}: set config.precision to {AUTO!r} or one of "
+            f"{sorted(_COMPUTE_DTYPES)}."
         )
+    return name
+
+
+def get_policy(name: str) -> Policy:
+    """The policy for `config.precision` ('auto', 'bfloat16', 'float16' or 'float32')."""
+    name = resolve(name)
     return Policy(name, _COMPUTE_DTYPES[name], loss_scaling=name == "float16")
 
 

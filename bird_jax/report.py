@@ -108,7 +108,7 @@ def load_run(workdir: str | Path, split: str | None = None) -> dict[str, Any]:
         "run": path.resolve().name,
         "workdir": str(path),
         "model": config.get("model_name"),
-        "precision": config.get("precision"),
+        "precision": efficiency.get("precision") or config.get("precision"),
         "accumulation": config.get("grad_accum_steps"),
         "prefetch": _get(config, "data.prefetch"),
         "augmentation": augmentation_ops(_get(config, "data.train_pipeline")),

@@ -23,12 +23,12 @@ Expected accuracy: not measured yet (no copy of BIRDS 525 on the development mac
 
 import ml_collections
 
-from configs import lightweight_cnn
+from bird_jax import config as defaults
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
     """Returns the study config; `variant` picks the augmentations as in lightweight_cnn."""
-    config = lightweight_cnn.get_config(variant)
+    config = defaults.lightweight_cnn(variant)
     config.data.name = "birds525"  # TFDS name after the optional conversion (docstring)
     config.data.root = ""
     config.data.kaggle_handle = "gpiosenka/100-bird-species"

@@ -18,12 +18,12 @@ Expected accuracy: not measured yet (the dataset cannot be downloaded on the dev
 
 import ml_collections
 
-from configs import lightweight_cnn
+from bird_jax import config as defaults
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
     """Returns the CUB-200 config; `variant` picks the augmentations as in lightweight_cnn."""
-    config = lightweight_cnn.get_config(variant)
+    config = defaults.lightweight_cnn(variant)
     config.data.source = "tfds"
     config.data.name = "caltech_birds2011"
     config.data.data_dir = None  # TFDS's default, ~/tensorflow_datasets

@@ -7,7 +7,7 @@
 
 `root` holds {train,valid,test}/<SPECIES>/*.jpg (the Kaggle "BIRDS 525 SPECIES" layout).
 Variants: '' (random-resized-crop + flip), 'study' (crop + the bird study's eleven augmentations,
-configs/study_augmentations.py), or one study augmentation's name (crop + that one alone).
+bird_jax.config.STUDY_OPS), or one study augmentation's name (crop + that one alone).
 Expected on cub20 (20 CUB species, 479 train photos, from scratch, 420 steps, float32, mean of
 seeds 0 and 1): 40.5% test top-1 / 77.8% top-5 with crop + flip, 41.6% / 80.5% with ':study', in
 11-19 min on a shared 2-core Intel Xeon CPU (bfloat16, the default, is about half as fast on a CPU
@@ -16,17 +16,9 @@ without bf16 units: 39.2% in 17 min). Details in BENCHMARKS.md.
 
 import ml_collections
 
-from configs import default, study_augmentations
+from bird_jax import config as defaults
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
     """Returns the lightweight-CNN config with the variant's augmentations."""
-    config = default.get_bird_folder_config()
-    config.model_name = "lightweight_cnn"
-    config.data.image_size = 128
-    config.lr = 4e-3
-    if variant == "study":
-        config.data.train_pipeline = study_augmentations.study_pipeline()
-    elif variant:
-        config.data.train_pipeline = study_augmentations.study_pipeline([variant])
-    return config
+    return defaults.lightweight_cnn(variant)

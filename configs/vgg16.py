@@ -11,17 +11,9 @@ hundred images per class — it is the study's large reference model.
 
 import ml_collections
 
-from configs import default
+from bird_jax import config as defaults
 
 
 def get_config(variant: str = "bn") -> ml_collections.ConfigDict:
     """Returns the VGG16 config; variant 'bn' (default) or 'plain'."""
-    if variant not in ("bn", "plain"):
-        raise ValueError(f"Unknown vgg16 variant {variant!r}: use 'bn' or 'plain'.")
-    config = default.get_bird_folder_config()
-    config.model_name = "vgg16"
-    config.model.batch_norm = variant == "bn"
-    config.model.dropout_rate = 0.5
-    config.data.image_size = 224
-    config.lr = 1e-3
-    return config
+    return defaults.vgg16(variant)

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from bird_jax import augment, data, reporting
+from bird_jax import config as defaults
 from bird_jax.augment import gallery
-from configs import quickstart, study_augmentations
+from configs import quickstart
 
 SIZE = 16
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
@@ -108,11 +109,11 @@ class _DataConfig:
 
 
 def test_study_pipeline_has_all_eleven_augmentations_and_parses():
-    pipeline = _parse(study_augmentations.study_pipeline())
+    pipeline = _parse(defaults.study_pipeline())
     assert len(pipeline.host) + len(pipeline.device) == 1 + 11
-    assert _parse(study_augmentations.study_pipeline(["clahe"])).host[-1].name == "clahe"
+    assert _parse(defaults.study_pipeline(["clahe"])).host[-1].name == "clahe"
     with pytest.raises(ValueError, match="Unknown study augmentation"):
-        study_augmentations.study_pipeline(["sharpen"])
+        defaults.study_pipeline(["sharpen"])
 
 
 def test_gallery_apply_op_shows_each_kind_of_op():

@@ -1,9 +1,16 @@
 """Every shipped config (and variant) names a registered model with kwargs it accepts."""
 
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from bird_jax import augment, experiment, models
-from configs import birds525, convnext_tiny, cub200, default, lightweight_cnn, quickstart, vgg16
+from bird_jax import config as defaults
+from configs import birds525, convnext, convnext_tiny, cub200, lightweight_cnn, quickstart, vgg16
 
 CONFIGS = [
     quickstart.get_config(),
@@ -14,14 +21,15 @@ CONFIGS = [
     cub200.get_config("study"),
     vgg16.get_config(),
     vgg16.get_config("plain"),
-    *[convnext_tiny.get_config(size) for size in ("atto", "tiny", "small", "base", "xlarge")],
+    convnext_tiny.get_config(),
+    *[convnext.get_config(size) for size in ("atto", "tiny", "small", "base", "xlarge")],
 ]
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"{c.model_name}-{c.data.name}")
 def test_config_builds_its_model_and_augmentation(config):
-    assert set(config.keys()) == set(default.get_config().keys())  # no stray top-level keys
-    assert set(config.data.keys()) == set(default.get_config().data.keys())
+    assert set(config.keys()) == set(defaults.get_config().keys())  # no stray top-level keys
+    assert set(config.data.keys()) == set(defaults.get_config().data.keys())
     augment.train_pipeline(config.data)  # parses, and its host ops end at data.image_size
     model = experiment.create_model(config, num_classes=7)
     assert model.num_classes == 7
@@ -29,15 +37,33 @@ def test_config_builds_its_model_and_augmentation(config):
 
 
 def test_convnext_recipe_scales_the_official_learning_rate():
-    config = convnext_tiny.get_config()
+    config = convnext.get_config()
     assert config.lr == 4e-3 and config.base_batch_size == 4096
     assert config.weight_decay == 0.05 and config.label_smoothing == 0.1
     assert config.ema_decay == 0.9999 and config.warmup_epochs == 20.0
 
 
 @pytest.mark.parametrize(
-    "module,arg", [(vgg16, "huge"), (convnext_tiny, "gigantic"), (lightweight_cnn, "sharpen")]
+    "module,arg", [(vgg16, "huge"), (convnext, "gigantic"), (lightweight_cnn, "sharpen")]
 )
 def test_unknown_variant_is_refused(module, arg):
     with pytest.raises(ValueError, match=arg):
         module.get_config(arg)
+
+
+def test_a_copied_config_loads_from_any_folder(tmp_path):
+    """Config files import only the installed package, so a copy runs outside the repository."""
+    shutil.copy(Path(convnext.__file__), tmp_path / "my_convnext.py")
+    script = (
+        "from absl import flags\n"
+        "from ml_collections import config_flags\n"
+        "config_flags.DEFINE_config_file('config')\n"
+        "flags.FLAGS(['x', '--config=my_convnext.py:small'])\n"
+        "print(flags.FLAGS.config.model_name, flags.FLAGS.config.batch_size)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["convnext_small", "128"]

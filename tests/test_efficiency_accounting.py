@@ -3,13 +3,13 @@
 import jax
 import pytest
 
+from bird_jax import config as defaults
 from bird_jax import efficiency
 from bird_jax.efficiency.accounting import (
     DEFAULT_ACCELERATOR_WATTS,
     DEFAULT_CPU_WATTS,
     estimate_watts,
 )
-from configs import default
 
 
 class _Device:
@@ -24,7 +24,7 @@ def test_estimated_power_is_the_configured_or_a_per_device_default():
 
 
 def test_time_to_target_is_the_first_evaluation_reaching_it():
-    config = default.get_config()
+    config = defaults.get_config()
     config.efficiency.target_accuracy = 0.5
     accounting = efficiency.RunAccounting(config, images_per_step=64)
     accounting.evaluated(3, 0.4)
@@ -36,7 +36,7 @@ def test_time_to_target_is_the_first_evaluation_reaching_it():
 
 
 def test_summary_without_steps_or_flops_leaves_them_unknown():
-    config = default.get_config()
+    config = defaults.get_config()
     config.efficiency.price_per_device_hour = 2.0
     accounting = efficiency.RunAccounting(config, images_per_step=64)
     accounting.tracker.stop()

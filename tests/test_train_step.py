@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from bird_jax import augment, models, optim
+from bird_jax import config as defaults
 from bird_jax.models.convnext import ConvNeXt
 from bird_jax.train_step import create_train_state, train_step
-from configs import default
 
 IMAGE = 32
 GLOBAL_BATCH = 16
@@ -25,7 +25,7 @@ def _augment(spec: str = "resize") -> augment.DeviceAugment:
 
 
 def _config(**overrides):
-    config = default.get_config()
+    config = defaults.get_config()
     config.num_train_steps = 10
     config.batch_size = GLOBAL_BATCH
     config.warmup_epochs = 0.0

@@ -5,14 +5,14 @@ Also usable from the command line: `python -m bird_jax.main --config=tests/tiny_
 
 import ml_collections
 
-from configs import default
+from bird_jax import config as defaults
 
 TOTAL_STEPS = 6
 
 
 def tiny_config() -> ml_collections.ConfigDict:
     """A small lightweight CNN on the embedded digits at 16 px: quick to compile and run."""
-    config = default.get_config()
+    config = defaults.get_config()
     config.model.stage_widths = (8, 8)
     config.model.stage_depths = (1, 1)
     config.model.stage_strides = (1, 2)

@@ -18,6 +18,7 @@ import jax
 import ml_collections
 from absl import logging
 
+from bird_jax import precision
 from bird_jax.efficiency import energy, flops, hardware, segments
 from bird_jax.efficiency.timing import RunClock
 
@@ -49,7 +50,7 @@ class RunAccounting:
 
     def __init__(self, config: ml_collections.ConfigDict, *, images_per_step: int):
         self.settings = config.efficiency
-        self.precision = config.precision
+        self.precision = precision.resolve(config.precision)
         self.images_per_step = images_per_step
         self.devices = jax.local_devices()
         self.clock = RunClock()
@@ -110,6 +111,7 @@ class RunAccounting:
                 "peak_source": peak_source,
                 "mfu": achieved_mfu,
             },
+            "precision": self.precision,
             "memory": _memory(self.devices[0]),
             "energy": report.to_dict(),
             "target": self.target,

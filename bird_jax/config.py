@@ -1,0 +1,204 @@
+"""Experiment defaults and the model-family recipes that `configs/*.py` build on.
+
+They live in the installed package, so a config file (`configs/quickstart.py` or a copy in your
+own project) loads from any folder: it imports `bird_jax.config` and overrides a few fields.
+"""
+
+import ml_collections
+
+# ConvNeXt sizes and their drop-path rates in the official recipe.
+CONVNEXT_DROP_PATH = {
+    "atto": 0.0, "femto": 0.0, "pico": 0.0, "nano": 0.1, "tiny": 0.1,
+    "small": 0.4, "base": 0.5, "large": 0.5, "xlarge": 0.5,
+}  # fmt: skip
+
+# The official ConvNeXt augmentation: bicubic random-resized-crop, flip, RandAugment
+# rand-m9-mstd0.5-inc1, random erasing 0.25 (pixel mode), Mixup 0.8 / CutMix 1.0.
+CONVNEXT_PIPELINE = "|".join(
+    [
+        'random_resized_crop(interpolation="bicubic")',
+        "flip_lr",
+        'randaugment("rand-m9-mstd0.5-inc1", interpolation="bicubic")',
+        'random_erasing(mode="pixel", p=0.25)',
+        "mixup(mixup_alpha=0.8, cutmix_alpha=1.0)",
+    ]
+)
+
+# The bird study's eleven augmentations, by study name. Host ops (Grain workers): flip, median
+# blur, CLAHE, compression, edges; device ops (in the train step): brightness, contrast,
+# saturation, Gaussian noise, salt-and-pepper, grid noise. About 2.6 apply to an average image.
+STUDY_BASE = "random_resized_crop(scale=(0.35, 1))"
+STUDY_OPS = {
+    # host
+    "flip": "flip_lr(p=0.5)",
+    "median_blur": "median_blur(3, p=0.2)",
+    "clahe": "clahe(2.0, p=0.2)",
+    "compression": "jpeg((30, 90), p=0.2)",
+    "edges": "edges(blend=0.3, p=0.1)",
+    # device
+    "brightness": "brightness(0.2, p=0.3)",
+    "contrast": "contrast(0.7, 1.3, p=0.3)",
+    "saturation": "saturation(0.6, 1.4, p=0.3)",
+    "gaussian_noise": "gaussian_noise((0.01, 0.05), p=0.2)",
+    "salt_pepper": "salt_pepper(0.02, p=0.1)",
+    "grid_noise": "grid_mask(0.4, p=0.2)",
+}
+
+
+def study_pipeline(names=tuple(STUDY_OPS)) -> str:
+    """STUDY_BASE followed by the named study ops (all eleven by default), host ops first."""
+    unknown = sorted(set(names) - set(STUDY_OPS))
+    if unknown:
+        raise ValueError(f"Unknown study augmentation(s) {unknown}; known: {list(STUDY_OPS)}.")
+    return "|".join([STUDY_BASE, *(STUDY_OPS[name] for name in STUDY_OPS if name in names)])
+
+
+def get_config() -> ml_collections.ConfigDict:
+    """The defaults: the lightweight CNN on the embedded digits set."""
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+
+    # Model: a registry name plus its keyword arguments (see bird_jax.models.list_models()).
+    config.model_name = "lightweight_cnn"
+    config.model = ml_collections.ConfigDict()
+
+    # Input.
+    config.data = ml_collections.ConfigDict()
+    config.data.source = "embedded"  # embedded | folder | tfds
+    config.data.name = "digits"  # embedded or TFDS dataset name
+    config.data.root = ""  # folder source: root/{train,valid,test}/<CLASS>/*.jpg
+    config.data.data_dir = None  # TFDS data_dir (None: TFDS's default)
+    config.data.train_split = "train"
+    config.data.eval_split = "valid"
+    config.data.kaggle_handle = ""  # kagglehub handle fetched when data.root is empty
+    # Splits and classes (bird_jax.data.subset), seeded by split_seed, not the training seed.
+    config.data.valid_from_train = 0.0  # carve a stratified validation split (fraction of train)
+    config.data.classes = ()  # explicit class names to keep (empty: all)
+    config.data.min_images_per_class = 0  # keep classes with at least this many train images
+    config.data.top_k_classes = 0  # keep the k classes with most train images (0: all)
+    config.data.images_per_class = 0  # seeded sample of at most this many train images per class
+    config.data.split_seed = 0
+    config.data.image_size = 32
+    # Training augmentation (bird_jax.augment): host ops | device ops | batch op (Mixup/CutMix).
+    config.data.train_pipeline = "random_resized_crop(scale=(0.08, 1))|flip_lr"
+    config.data.eval_crop_pct = 0.875  # eval: resize to image_size / pct, centre-crop image_size
+    config.data.interpolation = "bilinear"  # eval resize; bilinear | bicubic
+    config.data.mean = (0.485, 0.456, 0.406)
+    config.data.std = (0.229, 0.224, 0.225)
+    config.data.num_workers = 0  # Grain worker processes for decoding and host augmentation
+    config.data.read_threads = -1  # decode threads per process; -1: 16 in-process, 0 in workers
+    config.data.prefetch = 2
+
+    # Optimisation: AdamW, linear warmup from warmup_lr, cosine decay to min_lr.
+    config.batch_size = 64  # global, across all devices and processes
+    config.base_batch_size = 256  # peak lr = lr * batch_size / base_batch_size
+    config.lr = 1e-3
+    config.warmup_lr = 0.0
+    config.min_lr = 1e-6
+    config.warmup_epochs = 1.0
+    config.num_epochs = 10.0
+    config.num_train_steps = -1  # > 0 overrides num_epochs
+    config.weight_decay = 0.05
+    config.b1 = 0.9
+    config.b2 = 0.999
+    config.grad_clip_norm = 1.0  # <= 0 disables clipping
+    config.grad_accum_steps = 1  # one update from k micro-batches of batch_size / k
+    config.label_smoothing = 0.0
+    config.ema_decay = 0.0  # 0 disables the EMA of the parameters
+    config.eval_with_ema = False
+
+    # Numerics: auto = bfloat16 compute (float32 params) on GPU/TPU, float32 on CPU (no bf16
+    # units there); or bfloat16, float16 (+ dynamic loss scaling), float32.
+    config.precision = "auto"
+
+    # Loop, logging, checkpoints.
+    config.log_every_steps = 50
+    config.eval_every_steps = 500  # also evaluates at the end
+    config.checkpoint_every_steps = 500
+    config.max_to_keep = 3
+    config.log_input_grid = True
+    config.profile = False  # capture a trace of a few steps for TensorBoard's profiler
+    config.eval_batch_size = 256
+
+    # What the run cost (bird_jax.efficiency; written to workdir/efficiency.json).
+    config.efficiency = ml_collections.ConfigDict()
+    # Power assumed when no sensor (NVML, RAPL) is readable; 0: 300 W per GPU/TPU, 65 W on CPU.
+    config.efficiency.estimate_watts = 0.0
+    config.efficiency.grid_gco2_per_kwh = 475.0  # grid carbon intensity (world average ~475 g/kWh)
+    config.efficiency.price_per_device_hour = 0.0  # any currency
+    config.efficiency.target_accuracy = 0.0  # > 0: record time and energy to reach this val top-1
+    return config
+
+
+def bird_folder_config() -> ml_collections.ConfigDict:
+    """Defaults for a class-per-folder photo set of a few hundred images per class.
+
+    Set `data.root` to a tree `root/{train,valid,test}/<SPECIES>/*.jpg` (Kaggle BIRDS 525 layout).
+    """
+    config = get_config()
+    config.data.source = "folder"
+    # Small sets: keep most of the bird in the crop.
+    config.data.train_pipeline = "random_resized_crop(scale=(0.35, 1))|flip_lr"
+    config.batch_size = 64
+    config.base_batch_size = 256
+    config.num_epochs = 60.0
+    config.warmup_epochs = 3.0
+    config.label_smoothing = 0.1
+    config.eval_every_steps = 200
+    config.checkpoint_every_steps = 200
+    return config
+
+
+def lightweight_cnn(variant: str = "") -> ml_collections.ConfigDict:
+    """The lightweight CNN on a bird folder at 128 px; `variant` picks the augmentations:
+    '' (random-resized-crop + flip), 'study' (all eleven study ops) or one study op's name."""
+    config = bird_folder_config()
+    config.model_name = "lightweight_cnn"
+    config.data.image_size = 128
+    config.lr = 4e-3
+    if variant == "study":
+        config.data.train_pipeline = study_pipeline()
+    elif variant:
+        config.data.train_pipeline = study_pipeline([variant])
+    return config
+
+
+def vgg16(variant: str = "bn") -> ml_collections.ConfigDict:
+    """VGG16 on a bird folder at 224 px; variant 'bn' (BatchNorm, default) or 'plain'."""
+    if variant not in ("bn", "plain"):
+        raise ValueError(f"Unknown vgg16 variant {variant!r}: use 'bn' or 'plain'.")
+    config = bird_folder_config()
+    config.model_name = "vgg16"
+    config.model.batch_norm = variant == "bn"
+    config.model.dropout_rate = 0.5
+    config.data.image_size = 224
+    config.lr = 1e-3
+    return config
+
+
+def convnext(size: str = "tiny") -> ml_collections.ConfigDict:
+    """ConvNeXt of one size with the official ImageNet-1k recipe, scaled to the run's batch."""
+    if size not in CONVNEXT_DROP_PATH:
+        raise ValueError(f"Unknown ConvNeXt size {size!r}: use one of {list(CONVNEXT_DROP_PATH)}.")
+    config = get_config()
+    config.model_name = f"convnext_{size}"
+    config.model.drop_path_rate = CONVNEXT_DROP_PATH[size]
+    config.data.source = "folder"
+    config.data.image_size = 224
+    config.data.train_pipeline = CONVNEXT_PIPELINE
+    config.data.interpolation = "bicubic"
+    config.batch_size = 128
+    config.base_batch_size = 4096
+    config.lr = 4e-3
+    config.warmup_lr = 0.0
+    config.min_lr = 1e-6
+    config.weight_decay = 0.05
+    config.num_epochs = 300.0
+    config.warmup_epochs = 20.0
+    config.grad_clip_norm = 0.0  # the official recipe does not clip
+    config.label_smoothing = 0.1
+    config.ema_decay = 0.9999
+    config.eval_with_ema = False  # set True once the EMA has had time to warm up
+    config.eval_every_steps = 1000
+    config.checkpoint_every_steps = 1000
+    return config
