@@ -1,26 +1,31 @@
 """Orbax checkpoints of a run: the latest few for resuming, and the best by validation accuracy.
 
 Each checkpoint holds three items: `state` (the TrainState pytree), `data` (the input iterator's
-position, JSON) and `meta` (what the run trains: model, classes, image size), which is checked
-before any restore so a mismatched workdir fails with a clear message instead of loading garbage.
+position, JSON) and `meta` (what the run trains: model and classes), which is checked before any
+restore so a mismatched workdir fails with a clear message instead of loading garbage. Restores
+take shape-only templates (`jax.eval_shape`) and return host NumPy arrays: nothing is initialised
+to be overwritten. Evaluation restores only the variables it needs (`restore_variables`).
 """
 
-import os
 from typing import Any
 
+import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
+
+from bird_jax.workdir import Workdir
 
 LATEST = "latest"
 BEST = "best"
 
 
-def _manager(directory: str, options: ocp.CheckpointManagerOptions) -> ocp.CheckpointManager:
+def _manager(directory, options: ocp.CheckpointManagerOptions) -> ocp.CheckpointManager:
     return ocp.CheckpointManager(
         directory,
         options=options,
         item_handlers={
-            "state": ocp.StandardCheckpointHandler(),
+            "state": ocp.PyTreeCheckpointHandler(),
             "data": ocp.JsonCheckpointHandler(),
             "meta": ocp.JsonCheckpointHandler(),
         },
@@ -33,6 +38,13 @@ def _barriers(name: str) -> ocp.options.MultiprocessingOptions:
     return ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=name)
 
 
+def _to_numpy(template: Any) -> Any:
+    """Restore arguments that read every leaf of `template` (shapes and dtypes) into NumPy."""
+    return jax.tree.map(
+        lambda leaf: ocp.ArrayRestoreArgs(restore_type=np.ndarray, dtype=leaf.dtype), template
+    )
+
+
 class IncompatibleCheckpointError(ValueError):
     """The workdir holds a checkpoint of a different model or label set."""
 
@@ -40,17 +52,18 @@ class IncompatibleCheckpointError(ValueError):
 class RunCheckpoints:
     """The checkpoints of one workdir: `checkpoints/` (latest) and `checkpoints_best/`."""
 
-    def __init__(self, workdir: str, *, metadata: dict[str, Any], max_to_keep: int = 3):
+    def __init__(self, workdir: str | Workdir, *, metadata: dict[str, Any], max_to_keep: int = 3):
+        workdir = Workdir(workdir)
         self.metadata = metadata
         self._managers = {
             LATEST: _manager(
-                os.path.join(os.path.abspath(workdir), "checkpoints"),
+                workdir.checkpoints_dir,
                 ocp.CheckpointManagerOptions(
                     max_to_keep=max_to_keep, create=True, multiprocessing_options=_barriers(LATEST)
                 ),
             ),
             BEST: _manager(
-                os.path.join(os.path.abspath(workdir), "checkpoints_best"),
+                workdir.best_checkpoints_dir,
                 ocp.CheckpointManagerOptions(
                     max_to_keep=1,
                     best_fn=lambda m: m["accuracy"],
@@ -61,45 +74,56 @@ class RunCheckpoints:
             ),
         }
 
-    def latest_step(self, which: str = LATEST) -> int | None:
-        """Step of the newest (or, for BEST, the best) checkpoint, None when there is none."""
+    def step(self, which: str = LATEST) -> int | None:
+        """Step of the newest (LATEST) or the best (BEST) checkpoint; None when there is none."""
         manager = self._managers[which]
         return manager.best_step() if which == BEST else manager.latest_step()
 
     def save(self, step: int, state: Any, data_state: dict | None, *, force: bool = False) -> None:
         """Saves the latest state (asynchronously); `force` also saves off the schedule."""
-        args = ocp.args.Composite(
-            state=ocp.args.StandardSave(state),
-            data=ocp.args.JsonSave(data_state or {}),
-            meta=ocp.args.JsonSave(self.metadata),
-        )
-        self._managers[LATEST].save(step, args=args, force=force)
+        self._managers[LATEST].save(step, args=self._save_args(state, data_state), force=force)
 
     def save_if_best(self, step: int, state: Any, accuracy: float) -> None:
         """Offers the state to the best-checkpoint slot, which keeps the highest accuracy."""
-        args = ocp.args.Composite(
-            state=ocp.args.StandardSave(state),
-            data=ocp.args.JsonSave({}),
-            meta=ocp.args.JsonSave(self.metadata),
-        )
         self._managers[BEST].save(
-            step, args=args, metrics={"accuracy": float(accuracy)}, force=True
+            step,
+            args=self._save_args(state, {}),
+            metrics={"accuracy": float(accuracy)},
+            force=True,
         )
 
-    def restore(self, state_template: Any, which: str = LATEST) -> tuple[Any, dict] | None:
-        """Returns (state, data_state) from the chosen checkpoint, or None if there is none."""
-        step = self.latest_step(which)
+    def _save_args(self, state: Any, data_state: dict | None) -> ocp.args.Composite:
+        return ocp.args.Composite(
+            state=ocp.args.PyTreeSave(state),
+            data=ocp.args.JsonSave(data_state or {}),
+            meta=ocp.args.JsonSave(self.metadata),
+        )
+
+    def restore(self, template: Any, which: str = LATEST) -> tuple[Any, dict] | None:
+        """(state, data_state) from the chosen checkpoint, shaped like the abstract `template`
+        (jax.eval_shape of the initial state); None if there is no checkpoint."""
+        restored = self._restore(which, template, partial=False)
+        return None if restored is None else (restored["state"], restored["data"] or {})
+
+    def restore_variables(self, template: dict, which: str = LATEST) -> dict | None:
+        """Only the TrainState fields named in `template` ({'step', 'params', ...} of abstract
+        arrays), e.g. what evaluation needs without the optimizer state; None if no checkpoint."""
+        restored = self._restore(which, template, partial=True)
+        return None if restored is None else restored["state"]
+
+    def _restore(self, which: str, template: Any, *, partial: bool) -> dict | None:
+        step = self.step(which)
         if step is None:
             return None
         manager = self._managers[which]
         meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
         self._check_compatible(meta, step, manager.directory)
+        state_args = ocp.args.PyTreeRestore(
+            item=template, restore_args=_to_numpy(template), partial_restore=partial
+        )
         try:
             restored = manager.restore(
-                step,
-                args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(state_template), data=ocp.args.JsonRestore()
-                ),
+                step, args=ocp.args.Composite(state=state_args, data=ocp.args.JsonRestore())
             )
         except (ValueError, KeyError, TypeError) as e:
             raise IncompatibleCheckpointError(
@@ -107,7 +131,7 @@ class RunCheckpoints:
                 f"structure ({e}). Use a new --workdir, or the config that wrote it."
             ) from e
         logging.info("Restored %s checkpoint at step %d from %s.", which, step, manager.directory)
-        return restored["state"], restored["data"] or {}
+        return restored
 
     def _check_compatible(self, saved: dict, step: int, directory) -> None:
         differences = [
@@ -117,9 +141,9 @@ class RunCheckpoints:
         ]
         if differences:
             raise IncompatibleCheckpointError(
-                f"The checkpoint at {directory}/{step} was written by a different run:\n  "
-                + "\n  ".join(differences)
-                + "\nUse a new --workdir, or the config that wrote this one."
+                f"The checkpoint at {directory}/{step} was written by a different run ("
+                + "; ".join(differences)
+                + "). Use a new --workdir, or the config that wrote this one."
             )
 
     def wait_until_finished(self) -> None:

@@ -1,10 +1,8 @@
 """Evaluation: a pmapped eval step, the pass over a split, and the report it writes."""
 
 import functools
-import os
 from collections.abc import Callable, Iterable
 
-import flax.jax_utils
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -12,11 +10,24 @@ import ml_collections
 import numpy as np
 import optax
 
-from bird_jax import augment, data, experiment, reporting
-from bird_jax.checkpoints import RunCheckpoints
+from bird_jax import augment, data, experiment, figures, scores
+from bird_jax.checkpoints import LATEST, RunCheckpoints
+from bird_jax.devices import AXIS, replicate, unreplicate
 from bird_jax.metrics import EvalMetrics, psum_metrics
-from bird_jax.train_step import AXIS, replicate
+from bird_jax.workdir import Workdir, checkpoint_metadata
 from bird_jax.writers import create_writer, metric_writers
+
+
+def confusion_counts(
+    labels: jax.Array, predictions: jax.Array, mask: jax.Array, num_classes: int
+) -> jax.Array:
+    """[true, predicted] counts of the examples with mask 1 (padding has mask 0)."""
+    return jnp.einsum(
+        "n,ni,nj->ij",
+        mask,
+        jax.nn.one_hot(labels, num_classes),
+        jax.nn.one_hot(predictions, num_classes),
+    )
 
 
 def eval_step(
@@ -38,13 +49,7 @@ def eval_step(
         labels=labels,
         mask=mask,
     )
-    predictions = logits.argmax(axis=-1)
-    confusion = jnp.einsum(
-        "n,ni,nj->ij",
-        mask,
-        jax.nn.one_hot(labels, num_classes),
-        jax.nn.one_hot(predictions, num_classes),
-    )
+    confusion = confusion_counts(labels, logits.argmax(axis=-1), mask, num_classes)
     return psum_metrics(metrics, AXIS), jax.lax.psum(confusion, AXIS)
 
 
@@ -66,7 +71,7 @@ def evaluate(
     """One pass over `batches`: (metrics dict, confusion matrix [true, predicted])."""
     total, confusion = None, None
     for batch in batches:
-        metrics, counts = flax.jax_utils.unreplicate(p_eval_step(variables, batch))
+        metrics, counts = unreplicate(p_eval_step(variables, batch))
         total = metrics if total is None else total.merge(metrics)
         confusion = counts if confusion is None else confusion + counts
     if total is None:
@@ -83,49 +88,46 @@ def evaluate_and_report(
     split: str,
     *,
     step: int,
-    workdir: str,
+    workdir: Workdir,
     writer: metric_writers.MetricWriter,
 ) -> dict[str, float]:
-    """Evaluates `split` and adds macro-F1; process 0 writes TensorBoard summaries and reports.
-
-    The report files are `eval_<split>.json` and `confusion_<split>.csv`/`.png` in the workdir.
-    """
+    """Evaluates `split` and adds macro-F1; process 0 writes TensorBoard summaries and the
+    workdir's eval_<split>.json and confusion_<split>.csv/.png."""
     batches = data.eval_batches(info, config.data, split, global_batch_size=config.eval_batch_size)
     results, confusion = evaluate(p_eval_step, variables, batches)
-    report = reporting.classification_report(confusion, info.class_names)
+    report = scores.classification_report(confusion, info.class_names)
     results["macro_f1"] = float(report["macro_f1"])
     if jax.process_index() == 0:
-        image = reporting.confusion_matrix_image(confusion, info.class_names)
+        title = f"{split} at step {step}"
+        image = figures.confusion_matrix_image(confusion, info.class_names, title)
         writer.write_scalars(step, {f"{split}/{k}": v for k, v in results.items()})
         writer.write_images(step, {f"{split}/confusion_matrix": image[None]})
-        reporting.write_evaluation(workdir, split, report, confusion, info.class_names)
+        workdir.write_evaluation(split, report, confusion, info.class_names, title)
     return results
 
 
 def evaluate_checkpoint(
-    config: ml_collections.ConfigDict, workdir: str, *, split: str, which: str = "latest"
+    config: ml_collections.ConfigDict, workdir: str | Workdir, *, split: str, which: str = LATEST
 ) -> dict[str, float]:
-    """Restores the latest (or best) checkpoint of `workdir` and evaluates `split`."""
+    """Restores the latest (or best) checkpoint's variables and evaluates `split`."""
+    workdir = Workdir(workdir)
     info = data.load_splits(config.data)
-    exp = experiment.build(config, info.class_names, info.num_examples(config.data.train_split))
-    ckpts = RunCheckpoints(workdir, metadata=experiment.run_metadata(config, info.class_names))
-    restored = ckpts.restore(exp.state, which=which)
+    model = experiment.create_model(config, info.num_classes)
+    ckpts = RunCheckpoints(workdir, metadata=checkpoint_metadata(config, info.class_names))
+    restored = ckpts.restore_variables(experiment.abstract_variables(config, model), which)
     ckpts.close()
     if restored is None:
         raise FileNotFoundError(
             f"No {which} checkpoint in {workdir}: train first with --mode=train."
         )
-    state = restored[0]
-    writer = create_writer(
-        os.path.join(workdir, f"eval_{split}"), just_logging=jax.process_index() > 0
-    )
+    writer = create_writer(str(workdir.eval_log_dir(split)), just_logging=jax.process_index() > 0)
     results = evaluate_and_report(
-        make_eval_step(exp.model, len(info.class_names), config.data),
-        replicate(state.eval_variables(config.eval_with_ema)),
+        make_eval_step(model, info.num_classes, config.data),
+        replicate(experiment.eval_variables(restored)),
         info,
         config,
         split,
-        step=int(state.step),
+        step=int(restored["step"]),
         workdir=workdir,
         writer=writer,
     )

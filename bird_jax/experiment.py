@@ -1,12 +1,15 @@
-"""What a config builds, shared by training, evaluation and prediction: model, optimiser, state."""
+"""What a config builds, shared by training, evaluation and prediction: model, optimiser, state.
+
+Nothing here initialises parameters until asked: `abstract_state` is a shape-only template
+(`jax.eval_shape`) to restore a checkpoint into, and `init_state` runs only for a new run.
+"""
 
 import dataclasses
-import json
-import os
+import functools
 from collections.abc import Callable
-from typing import Any
 
 import flax.linen as nn
+import jax
 import ml_collections
 import optax
 
@@ -15,61 +18,78 @@ from bird_jax.precision import get_policy
 from bird_jax.train_step import TrainState, create_train_state, make_train_step
 
 
-@dataclasses.dataclass(frozen=True)
-class Experiment:
-    """The pieces of one run, before any device placement."""
-
-    model: nn.Module
-    schedule: optax.Schedule
-    tx: optax.GradientTransformation
-    state: TrainState  # freshly initialised
-    num_train_steps: int
-    num_classes: int
-
-
 def create_model(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
     """The registry model named by `config.model_name`, computing in the policy's dtype."""
-    policy = get_policy(config.precision)
     return models.create_model(
         config.model_name,
         num_classes=num_classes,
-        dtype=policy.compute_dtype,
+        dtype=get_policy(config.precision).compute_dtype,
         **config.model.to_dict(),
     )
 
 
-def run_metadata(config: ml_collections.ConfigDict, class_names: list[str]) -> dict[str, Any]:
-    """What a checkpoint must agree on to be restored into this config (JSON-normalised)."""
-    meta = {
-        "model_name": config.model_name,
-        "model": config.model.to_dict(),
-        "num_classes": len(class_names),
-        "class_names": list(class_names),
-    }
-    return json.loads(json.dumps(meta))
+def abstract_variables(config: ml_collections.ConfigDict, model: nn.Module) -> dict[str, dict]:
+    """Shapes and dtypes of what evaluation restores (step, params, batch_stats, EMA params)."""
+    image = jax.ShapeDtypeStruct((1, config.data.image_size, config.data.image_size, 3), "float32")
+    key = jax.ShapeDtypeStruct((2,), "uint32")
+    init = functools.partial(model.init, train=False)
+    variables = jax.eval_shape(lambda k, x: init({"params": k, "dropout": k}, x), key, image)
+    template = {"step": jax.ShapeDtypeStruct((), "int32"), "params": variables["params"]}
+    if variables.get("batch_stats"):
+        template["batch_stats"] = variables["batch_stats"]
+    if config.eval_with_ema:
+        if config.ema_decay <= 0:
+            raise ValueError("eval_with_ema=True needs ema_decay > 0 during training.")
+        template["ema_params"] = variables["params"]
+    return template
+
+
+def eval_variables(restored: dict) -> dict:
+    """`model.apply` variables from `restore_variables`' result: EMA params if restored."""
+    variables = {"params": restored.get("ema_params", restored["params"])}
+    if "batch_stats" in restored:
+        variables["batch_stats"] = restored["batch_stats"]
+    return variables
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """The pieces of one training run, before any parameters exist."""
+
+    config: ml_collections.ConfigDict
+    model: nn.Module
+    schedule: optax.Schedule
+    tx: optax.GradientTransformation
+    num_train_steps: int
+    num_classes: int
+
+    def init_state(self) -> TrainState:
+        """Freshly initialised parameters (float32), optimizer state, EMA and RNG."""
+        return create_train_state(
+            self.model,
+            self.tx,
+            image_size=self.config.data.image_size,
+            seed=self.config.seed,
+            use_ema=self.config.ema_decay > 0,
+        )
+
+    def abstract_state(self) -> TrainState:
+        """The state's shapes and dtypes, without computing it: a restore template."""
+        return jax.eval_shape(self.init_state)
 
 
 def build(
     config: ml_collections.ConfigDict, class_names: list[str], num_train_examples: int
 ) -> Experiment:
-    """Model, learning-rate schedule, optimiser and initial state for `config`."""
+    """Model, learning-rate schedule and optimiser for `config`."""
     if not class_names:
         raise ValueError("The dataset has no classes.")
-    model = create_model(config, len(class_names))
     schedule = optim.learning_rate_schedule(config, num_train_examples)
-    tx = optim.create_optimizer(config, schedule)
-    state = create_train_state(
-        model,
-        tx,
-        image_size=config.data.image_size,
-        seed=config.seed,
-        use_ema=config.ema_decay > 0,
-    )
     return Experiment(
-        model=model,
+        config=config,
+        model=create_model(config, len(class_names)),
         schedule=schedule,
-        tx=tx,
-        state=state,
+        tx=optim.create_optimizer(config, schedule),
         num_train_steps=optim.total_steps(config, num_train_examples),
         num_classes=len(class_names),
     )
@@ -91,23 +111,3 @@ def pmapped_train_step(config: ml_collections.ConfigDict, exp: Experiment) -> Ca
         ema_decay=config.ema_decay,
         loss_scaling=get_policy(config.precision).loss_scaling,
     )
-
-
-def load_run_config(workdir: str) -> ml_collections.ConfigDict:
-    """The config a run saved in `workdir/config.json` (for evaluate and predict)."""
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
-        raise FileNotFoundError(
-            f"{path} not found: is {workdir!r} the --workdir of a bird_jax training run?"
-        )
-    with open(path) as f:
-        return ml_collections.ConfigDict(json.load(f))
-
-
-def load_class_names(workdir: str) -> list[str]:
-    """The label mapping a run saved in `workdir/labels.json`."""
-    path = os.path.join(workdir, "labels.json")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} not found: the run in {workdir!r} has no label mapping.")
-    with open(path) as f:
-        return json.load(f)

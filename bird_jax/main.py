@@ -11,14 +11,14 @@ Several processes (hosts) run the same command, plus --coordinator_address, --nu
 --process_id where SLURM or Cloud TPU does not supply them (launch/README.md).
 """
 
-import logging as std_logging
 import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from bird_jax import distributed, evaluate, experiment, train
+from bird_jax import cli, distributed, evaluate, train
 from bird_jax.signals import Stopped
+from bird_jax.workdir import Workdir
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -41,47 +41,32 @@ flags.DEFINE_integer(
 flags.mark_flag_as_required("workdir")
 
 
-class _QuietLibraries:
-    """Drops the INFO chatter of Orbax and Grain (their warnings and errors still show)."""
-
-    def filter(self, record) -> bool:
-        noisy = any(part in record.pathname for part in ("/orbax/", "/grain/"))
-        return record.levelno >= std_logging.WARNING or not noisy
-
-
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    logging.get_absl_handler().addFilter(_QuietLibraries())
-    try:
-        launch = distributed.detect(
-            FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id
-        )
-    except ValueError as error:
-        raise app.UsageError(str(error)) from error
+    launch = distributed.detect(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     distributed.initialize(launch, FLAGS.distributed_timeout_s)
     import jax
 
     logging.info(
         "JAX %s on %s (%d processes).", jax.__version__, jax.devices(), jax.process_count()
     )
+    run = Workdir(FLAGS.workdir)
     if FLAGS.mode == "train":
         if FLAGS.config is None:
             raise app.UsageError("--config is required to train.")
         try:
-            train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+            train.train_and_evaluate(FLAGS.config, run)
         except Stopped as stopped:  # SIGTERM or Ctrl-C: a checkpoint was saved
             sys.exit(stopped.exit_code)
         except KeyboardInterrupt:  # a second Ctrl-C while stopping
             sys.exit(130)
         return
-    config = FLAGS.config or experiment.load_run_config(FLAGS.workdir)
+    config = FLAGS.config or run.read_config()
     split = FLAGS.split or config.data.eval_split
-    results = evaluate.evaluate_checkpoint(
-        config, FLAGS.workdir, split=split, which=FLAGS.checkpoint
-    )
+    results = evaluate.evaluate_checkpoint(config, run, split=split, which=FLAGS.checkpoint)
     print(" ".join(f"{k}={v:.4f}" for k, v in sorted(results.items())))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

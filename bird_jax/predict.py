@@ -3,12 +3,16 @@
 python -m bird_jax.predict --workdir=runs/quickstart photo1.jpg photo2.png --top_k=3
 """
 
+import os
+import sys
+
 import jax
 import numpy as np
 from absl import app, flags
 
-from bird_jax import augment, data, experiment
+from bird_jax import augment, cli, data, experiment
 from bird_jax.checkpoints import BEST, LATEST, RunCheckpoints
+from bird_jax.workdir import Workdir, checkpoint_metadata
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Workdir of a training run (holds config.json, labels.json).")
@@ -20,24 +24,26 @@ flags.mark_flag_as_required("workdir")
 
 
 class Predictor:
-    """A restored model that returns class probabilities for uint8 HxWx3 images."""
+    """A restored model that returns class probabilities for uint8 HxWx3 images.
+
+    Only the variables evaluation needs are read from the checkpoint (no optimizer state), into
+    shape-only templates: start-up is a read, not an initialisation.
+    """
 
     def __init__(self, workdir: str, which: str = BEST):
-        self.config = experiment.load_run_config(workdir)
-        self.class_names = experiment.load_class_names(workdir)
-        exp = experiment.build(self.config, self.class_names, self.config.batch_size)
-        ckpts = RunCheckpoints(
-            workdir, metadata=experiment.run_metadata(self.config, self.class_names)
-        )
-        if which == BEST and ckpts.latest_step(BEST) is None:
+        run = Workdir(workdir)
+        self.config = run.read_config()
+        self.class_names = run.read_labels()
+        model = experiment.create_model(self.config, len(self.class_names))
+        ckpts = RunCheckpoints(run, metadata=checkpoint_metadata(self.config, self.class_names))
+        if which == BEST and ckpts.step(BEST) is None:
             which = LATEST
-        restored = ckpts.restore(exp.state, which=which)
+        restored = ckpts.restore_variables(experiment.abstract_variables(self.config, model), which)
         ckpts.close()
         if restored is None:
             raise FileNotFoundError(f"No checkpoint in {workdir}: train the run first.")
-        self.variables = restored[0].eval_variables(self.config.eval_with_ema)
+        self.variables = experiment.eval_variables(restored)
         mean, std = tuple(self.config.data.mean), tuple(self.config.data.std)
-        model = exp.model
         self._apply = jax.jit(
             lambda variables, images: model.apply(
                 variables, augment.normalize(images, mean, std), train=False
@@ -60,13 +66,16 @@ def main(argv: list[str]) -> int:
     paths = argv[1:]
     if not paths:
         raise app.UsageError("Give one or more image paths after the flags.")
+    missing = [path for path in paths if not os.path.isfile(path)]
+    if missing:
+        raise cli.UserError(f"no such image file(s): {', '.join(missing)}.")
     predictor = Predictor(FLAGS.workdir, FLAGS.checkpoint)
     failures = 0
     for path in paths:
         try:
             image = data.load_image(path)
         except (OSError, ValueError) as e:
-            print(f"{path}: cannot read image ({e})")
+            print(f"{path}: cannot read image ({e})", file=sys.stderr)
             failures += 1
             continue
         ranked = predictor.top_k(image, FLAGS.top_k)
@@ -75,4 +84,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

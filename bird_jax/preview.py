@@ -17,7 +17,7 @@ from absl import app, flags
 from ml_collections import config_flags
 from PIL import Image
 
-from bird_jax import augment, data, reporting
+from bird_jax import augment, cli, data, figures
 from bird_jax.augment import gallery
 
 FLAGS = flags.FLAGS
@@ -45,9 +45,9 @@ def main(argv: list[str]) -> None:
         FLAGS.seed,
     )
     os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
-    Image.fromarray(reporting.labelled_rows_image(rows)).save(FLAGS.out)
+    Image.fromarray(figures.labelled_rows_image(rows)).save(FLAGS.out)
     print(f"Wrote {FLAGS.out}: {len(rows)} rows; pipeline: {augment.train_pipeline(config.data)}")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -15,7 +15,7 @@ Studies (STUDIES):
 
 Variant v trains in workdir/v: running the command again resumes unfinished variants and only
 re-evaluates finished ones. Each is evaluated on --split (default: the config's eval split, from
-the final checkpoint), and bird_jax.report writes the table and plots to workdir/report.
+the final checkpoint), and bird_jax.compare writes the table and plots to workdir/report.
 """
 
 import copy
@@ -28,7 +28,7 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from bird_jax import evaluate, report, train
+from bird_jax import cli, compare, console, evaluate, train
 from bird_jax.signals import Stopped
 
 FLAGS = flags.FLAGS
@@ -45,7 +45,7 @@ def define_flags() -> None:
         "split",
         None,
         "Split to evaluate and report (default: data.eval_split).",
-        allow_override=True,  # bird_jax.report defines it too (same meaning)
+        allow_override=True,  # bird_jax.compare defines it too (same meaning)
     )
     flags.mark_flags_as_required(["config", "workdir", "study"])
 
@@ -110,7 +110,7 @@ def run_variant(config: ml_collections.ConfigDict, workdir: str, split: str) -> 
     results = train.train_and_evaluate(config, workdir)
     if split != config.data.eval_split:
         results = evaluate.evaluate_checkpoint(config, workdir, split=split)
-    logging.info("%s: %s top-1 %.1f%%.", workdir, split, 100 * results["accuracy"])
+    console.say(f"{workdir}: {split} top-1 {results['accuracy']:.1%}")
 
 
 def variant_configs(
@@ -136,18 +136,15 @@ def run_study(
     for (name, variant_config), variant_workdir in zip(configs.items(), workdirs, strict=True):
         logging.info("Variant %s -> %s.", name, variant_workdir)
         run_variant(variant_config, variant_workdir, split)
-    rows = report.compare(workdirs, split=split)
-    report.write_report(rows, os.path.join(workdir, "report"))
+    rows = compare.compare(workdirs, split=split)
+    compare.write_report(rows, os.path.join(workdir, "report"))
     return rows
 
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    try:
-        configs = variant_configs(FLAGS.config, FLAGS.study, FLAGS.variants)
-    except (KeyError, ValueError) as error:
-        raise app.UsageError(str(error)) from error
+    configs = variant_configs(FLAGS.config, FLAGS.study, FLAGS.variants)
     try:
         rows = run_study(configs, FLAGS.workdir, FLAGS.split)
     except Stopped as stopped:  # the variant in progress saved a checkpoint
@@ -155,10 +152,10 @@ def main(argv: list[str]) -> None:
         sys.exit(stopped.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
-    print(report.markdown_table(rows))
+    print(compare.markdown_table(rows))
     print(f"Report: {os.path.join(FLAGS.workdir, 'report')}")
 
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)

@@ -1,79 +1,36 @@
 """The training loop. Reads top to bottom: setup, input, model, checkpoints, update, loop."""
 
-import json
-import os
 import signal
 
-import flax.jax_utils
 import jax
 import ml_collections
-import numpy as np
-from absl import logging
 
-from bird_jax import augment, data, distributed, efficiency, experiment, reporting
-from bird_jax.augment import gallery
+from bird_jax import console, data, devices, distributed, efficiency, experiment, tensorboard
 from bird_jax.checkpoints import RunCheckpoints
 from bird_jax.evaluate import evaluate_and_report, make_eval_step
+from bird_jax.hooks import InputImages, ProfileSteps
 from bird_jax.precision import get_policy
 from bird_jax.signals import Stopped, StopRequest
-from bird_jax.train_step import replicate
-from bird_jax.writers import create_writer, periodic_actions
-
-
-def _flat_hparams(config: ml_collections.ConfigDict, prefix: str = "") -> dict:
-    """Scalar config values as a flat {'a.b': value} dict for TensorBoard's hparams tab."""
-    flat = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, ml_collections.ConfigDict):
-            flat.update(_flat_hparams(value, f"{name}."))
-        elif isinstance(value, (bool, int, float, str)):
-            flat[name] = value
-        elif isinstance(value, (tuple, list)):
-            flat[name] = str(value)
-    return flat
+from bird_jax.workdir import Workdir, checkpoint_metadata
+from bird_jax.writers import create_writer
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
     """Fails before any work when the batch cannot be split as configured."""
-    per_device, remainder = divmod(config.batch_size, jax.device_count())
-    if remainder or per_device == 0:
-        raise ValueError(
-            f"batch_size={config.batch_size} must be a positive multiple of the "
-            f"{jax.device_count()} devices."
-        )
-    if per_device % config.grad_accum_steps:
-        raise ValueError(
-            f"The per-device batch {per_device} (batch_size / devices) is not divisible by "
-            f"grad_accum_steps={config.grad_accum_steps}."
-        )
+    devices.check_batch_split(config.batch_size, config.grad_accum_steps)
     get_policy(config.precision)
 
 
-def _input_images(config: ml_collections.ConfigDict, info: data.DatasetInfo, batch: dict) -> dict:
-    """TensorBoard images of the input: the first train batch as the model sees it (device
-    augmentations applied), and each augmentation op alone plus whole-pipeline samples."""
-    host_batch = jax.device_get(batch)
-    images = np.asarray(host_batch["image"]).reshape(-1, *batch["image"].shape[-3:])[:32]
-    labels = np.asarray(host_batch["label"]).reshape(-1)[:32]
-    pipeline = augment.train_pipeline(config.data)
-    augmented = gallery.apply_device_half(
-        pipeline, config.data, images, labels, info.num_classes, config.seed
-    )
-    rows = gallery.preview_rows(config, info, config.data.train_split, seed=config.seed)
-    return {
-        "train/inputs": reporting.image_grid(augmented)[None],
-        "train/augmentations": reporting.labelled_rows_image(rows)[None],
-    }
-
-
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+def train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: str | Workdir
+) -> dict[str, float]:
     """Trains (or resumes) the run in `workdir`; returns the final evaluation metrics."""
     # ------------------------------------------------------------------ Setup
     validate(config)
+    workdir = Workdir(workdir)
     is_chief = jax.process_index() == 0
-    os.makedirs(workdir, exist_ok=True)
-    writer = create_writer(workdir, just_logging=not is_chief)
+    workdir.create()
+    writer = create_writer(str(workdir), just_logging=not is_chief)
 
     # ------------------------------------------------------------------ Input
     info = data.load_splits(config.data)
@@ -83,71 +40,69 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         info, config.data, global_batch_size=config.batch_size, seed=config.seed
     )
 
-    # ------------------------------------------------------------------ Model and state
+    # ------------------------------------------------------------------ Model and checkpoints
     exp = experiment.build(config, class_names, num_train)
     num_steps = exp.num_train_steps
-    logging.info(
-        "%s: %d classes, %d train images, %d steps of batch %d.",
-        config.model_name,
-        len(class_names),
-        num_train,
-        num_steps,
-        config.batch_size,
-    )
-
-    # ------------------------------------------------------------------ Checkpoints
     ckpts = RunCheckpoints(
         workdir,
-        metadata=experiment.run_metadata(config, class_names),
+        metadata=checkpoint_metadata(config, class_names),
         max_to_keep=config.max_to_keep,
     )
-    state = exp.state
-    restored = ckpts.restore(state)
-    if restored is not None:
+    restored = ckpts.restore(exp.abstract_state())
+    if restored is None:
+        state = exp.init_state()
+    else:
         state, data_state = restored
         train_iter.set_state(data_state)
     start_step = int(state.step)
     if is_chief:  # only now: a refused (incompatible) workdir keeps its own files
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json_best_effort(indent=2))
-        with open(os.path.join(workdir, "labels.json"), "w") as f:
-            json.dump(class_names, f, indent=2)
-    state = replicate(state)
+        workdir.write_config(config)
+        workdir.write_labels(class_names)
+        tensorboard.write_hparams(str(workdir), config)
+        writer.write_texts(start_step, {"config": f"```\n{config}\n```"})
+    console.say(console.header(config, info, exp, state, workdir, start_step))
+    state = devices.replicate(state)
 
     # ------------------------------------------------------------------ Update and eval steps
     p_train_step = experiment.pmapped_train_step(config, exp)
     p_eval_step = make_eval_step(exp.model, len(class_names), config.data)
+    accounting = efficiency.RunAccounting(
+        config, images_per_step=config.batch_size, workdir=workdir, start_step=start_step
+    )
+    clock = accounting.clock
 
     def run_eval(step: int) -> dict[str, float]:
-        return evaluate_and_report(
-            p_eval_step,
-            state.eval_variables(config.eval_with_ema),
-            info,
-            config,
-            config.data.eval_split,
-            step=step,
-            workdir=workdir,
-            writer=writer,
-        )
+        started = clock.now()
+        with clock.phase("eval"):
+            results = evaluate_and_report(
+                p_eval_step,
+                state.eval_variables(config.eval_with_ema),
+                info,
+                config,
+                config.data.eval_split,
+                step=step,
+                workdir=workdir,
+                writer=writer,
+            )
+        energy = accounting.tracker.read().kwh
+        writer.write_scalars(step, {f"{config.data.eval_split}/kwh": energy})
+        split = config.data.eval_split
+        console.say(console.evaluation_line(split, step, results, clock.now() - started))
+        return results
 
     # ------------------------------------------------------------------ Loop
     hooks = []
     if is_chief:
-        writer.write_hparams(_flat_hparams(config))
-        writer.write_texts(start_step, {"config": f"```\n{config}\n```"})
-        hooks.append(
-            periodic_actions.ReportProgress(
-                num_train_steps=num_steps, writer=writer, every_steps=config.log_every_steps
-            )
-        )
+        if config.log_input_grid:
+            hooks.append(InputImages(config, info, writer))
         if config.profile:
-            hooks.append(periodic_actions.Profile(logdir=workdir, num_profile_steps=5))
-
-    logging.info("Training from step %d to %d.", start_step, num_steps)
+            hooks.append(ProfileSteps(str(workdir)))
+    progress = console.Progress(start_step, num_steps)
+    if start_step < num_steps:
+        console.say("compiling the train step…")
     train_metrics = None
     results: dict[str, float] = {}
-    accounting = efficiency.RunAccounting(config, images_per_step=config.batch_size)
-    clock = accounting.clock
+    best = None
     step, stopping = start_step, False
     with StopRequest() as stop:
         for step in range(start_step + 1, num_steps + 1):
@@ -160,18 +115,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                     clock.step_done(metrics)  # waits for the previous step only (not donated)
             if first:
                 accounting.measure_step(p_train_step, state, batch)  # reuses the compile
-                if is_chief and config.log_input_grid:
-                    writer.write_images(step, _input_images(config, info, batch))
-            metrics = flax.jax_utils.unreplicate(metrics)
+                jax.block_until_ready(metrics)
+                progress.started(step)
+            metrics = devices.unreplicate(metrics)
             train_metrics = metrics if train_metrics is None else train_metrics.merge(metrics)
             for hook in hooks:
-                hook(step)
+                hook(step, batch)
 
             is_last = step == num_steps
             if step % config.log_every_steps == 0 or is_last:
                 with clock.phase("train"):  # waiting for this step's metrics is training time
-                    summary = {f"train/{k}": v for k, v in train_metrics.compute().items()}
-                writer.write_scalars(step, summary)
+                    averaged = train_metrics.compute()
+                writer.write_scalars(step, {f"train/{k}": v for k, v in averaged.items()})
+                console.say(progress.line(step, averaged))
                 train_metrics = None
             evaluate_now = step % config.eval_every_steps == 0 or is_last
             stopping = distributed.stop_agreed(stop.requested, step)  # same step on all processes
@@ -180,28 +136,34 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 with clock.phase("train"):
                     clock.restart_steps()  # finishes the step in flight; the pause is not step time
                 with clock.phase("checkpoint"):
-                    host_state = jax.device_get(flax.jax_utils.unreplicate(state))
+                    host_state = devices.to_host(state)
             if evaluate_now:
-                with clock.phase("eval"):
-                    results = run_eval(step)
+                results = run_eval(step)
                 accounting.evaluated(step, results["accuracy"])
+                if best is None or results["accuracy"] > best[1]:
+                    best = (step, results["accuracy"])
                 with clock.phase("checkpoint"):
                     ckpts.save_if_best(step, host_state, results["accuracy"])
             if save_now:
                 with clock.phase("checkpoint"):
                     ckpts.save(step, host_state, train_iter.get_state(), force=True)
+                    if not is_last:  # a killed run keeps its cost up to here
+                        accounting.record(step)
             if stopping:
-                logging.warning(
-                    "Stopped at step %d of %d; run the same command to resume.", step, num_steps
+                console.say(
+                    f"stopped at step {step} of {num_steps}: run the same command to resume."
                 )
                 break
     if not results and start_step >= num_steps:
-        logging.info("The run in %s had already finished; evaluating it.", workdir)
+        console.say(f"the run in {workdir} had already finished; evaluating it.")
         results = run_eval(start_step)
     ckpts.wait_until_finished()
     ckpts.close()
     if step > start_step:
-        accounting.finish(workdir, writer, step=step, trained_steps=step - start_step)
+        summary = accounting.finish(step)
+        if is_chief:
+            writer.write_texts(step, {"efficiency": tensorboard.efficiency_table(summary)})
+            console.say(console.closing(summary, best, config.data.eval_split, workdir))
     else:
         accounting.tracker.stop()
     writer.flush()

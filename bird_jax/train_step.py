@@ -9,7 +9,6 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-import flax.jax_utils
 import flax.linen as nn
 import flax.struct
 import jax
@@ -18,10 +17,9 @@ import optax
 
 from bird_jax import optim
 from bird_jax.augment.mixup import smooth_one_hot
+from bird_jax.devices import AXIS
 from bird_jax.metrics import TrainMetrics, psum_metrics
 from bird_jax.precision import DynamicLossScale, all_finite
-
-AXIS = "batch"
 
 # (uint8 images, soft targets, key, axis_name) -> (normalised images, targets); see DeviceAugment.
 Augment = Callable[..., tuple[jax.Array, jax.Array]]
@@ -75,10 +73,7 @@ def create_train_state(
 
 
 def _split_micro_batches(x: jax.Array, num: int) -> jax.Array:
-    if x.shape[0] % num:
-        raise ValueError(
-            f"Per-device batch {x.shape[0]} is not divisible by grad_accum_steps={num}."
-        )
+    """[B, ...] -> [num, B / num, ...]; the batch split was checked (devices.check_batch_split)."""
     return x.reshape(num, x.shape[0] // num, *x.shape[1:])
 
 
@@ -186,15 +181,6 @@ def train_step(
     )
     metrics = psum_metrics(metrics, AXIS)
     return new_state, metrics
-
-
-def replicate(tree: Any) -> Any:
-    """Copies a pytree to every local device, laid out exactly as the pmapped steps return it.
-
-    Using pmap's own axis name for the mesh matters: a differently named layout makes the
-    second call of a pmapped step recompile.
-    """
-    return flax.jax_utils.replicate(tree, axis_name=AXIS)
 
 
 def make_train_step(**static_kwargs: Any) -> Callable:

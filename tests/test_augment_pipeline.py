@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from bird_jax import augment, data, reporting
+from bird_jax import augment, data, figures
 from bird_jax import config as defaults
 from bird_jax.augment import gallery
 from configs import quickstart
@@ -140,5 +140,5 @@ def test_preview_rows_show_originals_each_op_and_the_whole_pipeline():
     assert len(rows) == 1 + 3 + 2 and all(images.shape == (3, 32, 32, 3) for _, images in rows)
     only = gallery.preview_rows(config, info, "train", 2, "grid_mask()|jpeg(10)", 1, seed=0)
     assert [title for title, _ in only][1:3] == ["grid_mask()", "jpeg(quality=10)"]
-    grid = reporting.labelled_rows_image(rows)
+    grid = figures.labelled_rows_image(rows)
     assert grid.dtype == np.uint8 and grid.ndim == 3 and grid.shape[1] > 3 * 32

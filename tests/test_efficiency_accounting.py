@@ -10,6 +10,7 @@ from bird_jax.efficiency.accounting import (
     DEFAULT_CPU_WATTS,
     estimate_watts,
 )
+from bird_jax.workdir import Workdir
 
 
 class _Device:
@@ -23,10 +24,12 @@ def test_estimated_power_is_the_configured_or_a_per_device_default():
     assert estimate_watts(0.0, [_Device("cpu")] * 8) == DEFAULT_CPU_WATTS
 
 
-def test_time_to_target_is_the_first_evaluation_reaching_it():
+def test_time_to_target_is_the_first_evaluation_reaching_it(tmp_path):
     config = defaults.get_config()
     config.efficiency.target_accuracy = 0.5
-    accounting = efficiency.RunAccounting(config, images_per_step=64)
+    accounting = efficiency.RunAccounting(
+        config, images_per_step=64, workdir=Workdir(tmp_path), start_step=0
+    )
     accounting.evaluated(3, 0.4)
     assert accounting.target is None
     accounting.evaluated(5, 0.6)
@@ -35,10 +38,12 @@ def test_time_to_target_is_the_first_evaluation_reaching_it():
     accounting.tracker.stop()
 
 
-def test_summary_without_steps_or_flops_leaves_them_unknown():
+def test_summary_without_steps_or_flops_leaves_them_unknown(tmp_path):
     config = defaults.get_config()
     config.efficiency.price_per_device_hour = 2.0
-    accounting = efficiency.RunAccounting(config, images_per_step=64)
+    accounting = efficiency.RunAccounting(
+        config, images_per_step=64, workdir=Workdir(tmp_path), start_step=0
+    )
     accounting.tracker.stop()
     summary = accounting.summary(trained_steps=0)
     assert summary["throughput"]["images_per_s"] is None and summary["flops"]["mfu"] is None
@@ -47,3 +52,20 @@ def test_summary_without_steps_or_flops_leaves_them_unknown():
     energy = summary["energy"]
     assert energy["cost"] == pytest.approx(2.0 * energy["seconds"] * devices / 3600)
     assert efficiency.format_summary(summary).startswith("wall ")
+
+
+def test_record_writes_the_cost_so_far_with_the_earlier_segments(tmp_path):
+    run = Workdir(tmp_path)
+    run.write_efficiency({"segments": [{"start_step": 0, "end_step": 4, "trained_steps": 4,
+                                        "wall_s": 2.0, "kwh": 0.5, "joules": 1.8e6,
+                                        "co2_kg": 0.1, "device_hours": 0.1, "cost": 0.0,
+                                        "measured": False}]})  # fmt: skip
+    accounting = efficiency.RunAccounting(
+        defaults.get_config(), images_per_step=64, workdir=run, start_step=4
+    )
+    accounting.record(6)  # a checkpoint mid-segment
+    first = run.read_efficiency()
+    assert first["trained_steps"] == 2 and first["total"]["segments"] == 2
+    final = accounting.finish(10)
+    assert final["trained_steps"] == 6 and run.read_efficiency()["total"]["trained_steps"] == 10
+    assert len(run.read_efficiency()["segments"]) == 2  # the mid-segment record was replaced

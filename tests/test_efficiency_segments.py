@@ -5,6 +5,7 @@ import json
 import pytest
 
 from bird_jax.efficiency import segments
+from bird_jax.workdir import Workdir
 
 
 def segment_summary(trained_steps, wall_s, kwh, measured=True, target=None):
@@ -50,12 +51,13 @@ def test_time_to_target_counts_from_the_start_of_the_run():
 
 
 def test_unreadable_previous_file_starts_a_new_history(tmp_path):
-    path = tmp_path / "efficiency.json"
-    assert segments.read_previous(str(path)) is None
-    path.write_text("{not json")
-    assert segments.read_previous(str(path)) is None
-    path.write_text(json.dumps({"segments": []}))
-    assert segments.read_previous(str(path)) == {"segments": []}
+    run = Workdir(tmp_path)
+    assert run.read_efficiency() == {}
+    run.efficiency_file.write_text("{not json")
+    assert run.read_efficiency() == {}
+    assert segments.with_history(segment_summary(5, 1.0, 0.1), {}, 40)["total"]["segments"] == 1
+    run.efficiency_file.write_text(json.dumps({"segments": []}))
+    assert run.read_efficiency() == {"segments": []}
 
 
 def test_one_process_passes_the_energy_through():

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from bird_jax import report, study
+from bird_jax import compare, study
 from tests.tiny_config import TOTAL_STEPS, tiny_config
 
 REPO = __file__.rsplit("/tests/", 1)[0]
@@ -64,7 +64,7 @@ def test_a_study_trains_evaluates_and_reports_each_variant(tmp_path):
         assert row["split"] == "test" and 0 <= row["accuracy"] <= 1
         assert row["steps"] == TOTAL_STEPS and row["energy_kwh"] > 0
     names = sorted(path.name for path in (tmp_path / "report").iterdir())
-    assert names == sorted(["report.md", "report.csv", *report.PLOTS])
+    assert names == sorted(["report.md", "report.csv", *compare.PLOTS])
     saved = json.loads((tmp_path / "bfloat16_accum4" / "config.json").read_text())
     assert saved["grad_accum_steps"] == 4 and saved["data"]["prefetch"] == 1
 

@@ -15,6 +15,7 @@ from bird_jax import data, experiment, predict, train
 from bird_jax.checkpoints import IncompatibleCheckpointError, RunCheckpoints
 from bird_jax.evaluate import evaluate_checkpoint
 from bird_jax.signals import Stopped
+from bird_jax.workdir import checkpoint_metadata
 from tests.tiny_config import TOTAL_STEPS, tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -23,8 +24,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _final_state(config, workdir):
     info = data.load_splits(config.data)
     exp = experiment.build(config, info.class_names, info.num_examples("train"))
-    ckpts = RunCheckpoints(workdir, metadata=experiment.run_metadata(config, info.class_names))
-    state, data_state = ckpts.restore(exp.state)
+    ckpts = RunCheckpoints(workdir, metadata=checkpoint_metadata(config, info.class_names))
+    state, data_state = ckpts.restore(exp.abstract_state())
     ckpts.close()
     return state, data_state
 
@@ -53,7 +54,8 @@ def test_training_writes_reports_and_checkpoints(trained_run):
     (events,) = [f for f in os.listdir(workdir) if f.startswith("events.out.tfevents")]
     with open(os.path.join(workdir, events), "rb") as f:
         logged = f.read()
-    for tag in (b"train/inputs", b"train/augmentations", b"valid/confusion_matrix"):
+    for tag in (b"train/inputs", b"augmentations/00 original", b"valid/confusion_matrix",
+                b"valid/kwh", b"efficiency"):  # fmt: skip
         assert tag in logged, tag
     state, _ = _final_state(tiny_config(), workdir)
     assert int(state.step) == TOTAL_STEPS
@@ -156,18 +158,34 @@ def test_predict_cli_prints_top_k_and_reports_unreadable_files(trained_run, tmp_
         "-m", "bird_jax.predict", f"--workdir={workdir}", "--top_k=2", str(good), str(corrupt)
     )
     assert result.returncode == 1, result.stderr[-2000:]
-    lines = result.stdout.strip().splitlines()
-    assert lines[0].startswith(f"{good}: ") and lines[0].count("%") == 2
-    assert lines[1].startswith(f"{corrupt}: cannot read image")
+    (line,) = result.stdout.strip().splitlines()
+    assert line.startswith(f"{good}: ") and line.count("%") == 2
+    assert result.stderr.strip().splitlines()[-1].startswith(f"{corrupt}: cannot read image")
+    assert "orbax" not in result.stderr.lower()  # library chatter stays out of the terminal
 
 
-def test_unknown_config_key_fails_before_training(tmp_path):
+def test_predict_refuses_missing_files_before_loading(trained_run, tmp_path):
+    workdir, _ = trained_run
+    result = _cli("-m", "bird_jax.predict", f"--workdir={workdir}", str(tmp_path / "nope.jpg"))
+    assert result.returncode == 2
+    assert result.stderr == f"bird_jax: error: no such image file(s): {tmp_path / 'nope.jpg'}.\n"
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--config.batch_sise=32"], "no key 'batch_sise'. Did you mean \"batch_size\""),
+        (["--config.data.train_pipeline=flip_lrr"], "Did you mean ['flip_lr']"),
+        (["--config.data.source=folder", "--config.data.root=/no/birds"], "/no/birds"),
+    ],
+)
+def test_user_errors_are_one_line_before_training(tmp_path, args, message):
     result = _cli(
-        "-m", "bird_jax.main", "--config=configs/quickstart.py", f"--workdir={tmp_path}",
-        "--config.batch_sise=32",
+        "-m", "bird_jax.main", "--config=configs/quickstart.py", f"--workdir={tmp_path}", *args
     )  # fmt: skip
-    assert result.returncode != 0
-    assert "batch_sise" in result.stderr
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.startswith("bird_jax: error: ") and len(result.stderr.splitlines()) == 1
+    assert message in result.stderr
     assert not os.path.exists(tmp_path / "checkpoints")
 
 
@@ -202,15 +220,15 @@ def test_signal_to_a_running_process_saves_a_checkpoint(tmp_path, signum, expect
         [sys.executable, "-m", "bird_jax.main", "--config=tests/tiny_config.py",
          f"--workdir={tmp_path}", "--config.num_train_steps=100000",
          "--config.checkpoint_every_steps=100000", "--config.eval_every_steps=100000"],
-        cwd=REPO, stderr=subprocess.PIPE, text=True,
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     log = []
-    for line in process.stderr:  # wait until steps are running, then signal
+    for line in process.stdout:  # wait until steps are running, then signal
         log.append(line)
-        if "steps_per_sec" in line:
+        if "steps/s" in line:
             process.send_signal(signum)
             break
-    log.extend(process.stderr)
+    log.extend(process.stdout)
     assert process.wait(timeout=120) == expected_exit, "".join(log)[-3000:]
     saved = [int(d) for d in os.listdir(tmp_path / "checkpoints") if d.isdigit()]
     assert saved and 0 < max(saved) < 100000

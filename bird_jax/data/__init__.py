@@ -2,12 +2,7 @@
 
 from bird_jax.data.images import load_image
 from bird_jax.data.info import DatasetInfo
-from bird_jax.data.pipeline import (
-    TrainIterator,
-    eval_batches,
-    per_process_batch_size,
-    to_devices,
-)
+from bird_jax.data.pipeline import TrainIterator, eval_batches
 from bird_jax.data.sources import load_splits
 from bird_jax.data.transforms import preprocess_for_eval
 
@@ -17,7 +12,5 @@ __all__ = [
     "eval_batches",
     "load_image",
     "load_splits",
-    "per_process_batch_size",
     "preprocess_for_eval",
-    "to_devices",
 ]

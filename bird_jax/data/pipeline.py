@@ -19,21 +19,11 @@ import jax
 import numpy as np
 from absl import flags
 
+from bird_jax import devices
 from bird_jax.data.info import DatasetInfo
 from bird_jax.data.transforms import eval_transforms, train_transforms
 
 _SEED_MODULUS = 2**32  # Grain wants a non-negative 32-bit seed.
-
-
-def per_process_batch_size(global_batch_size: int) -> int:
-    """global_batch_size // process_count, checked to split evenly over processes and devices."""
-    processes, devices = jax.process_count(), jax.local_device_count()
-    if global_batch_size <= 0 or global_batch_size % (processes * devices):
-        raise ValueError(
-            f"Global batch size {global_batch_size} must be a positive multiple of "
-            f"{processes} processes x {devices} local devices = {processes * devices}."
-        )
-    return global_batch_size // processes
 
 
 def _worker_count(data_config) -> int:
@@ -63,31 +53,16 @@ def read_options(data_config) -> grain.ReadOptions:
     return grain.ReadOptions(num_threads=threads)
 
 
-def _batch_sharding() -> jax.sharding.NamedSharding:
-    mesh = jax.sharding.Mesh(np.array(jax.local_devices()), ("batch",))
-    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
-
-
-def to_devices(
-    host_batch: dict[str, np.ndarray], sharding: jax.sharding.NamedSharding | None = None
-) -> dict[str, jax.Array]:
-    """[N, ...] host arrays -> [local_devices, N / local_devices, ...] arrays on the devices."""
-    sharding = sharding or _batch_sharding()
-    devices = sharding.mesh.size
-    split = {key: value.reshape(devices, -1, *value.shape[1:]) for key, value in host_batch.items()}
-    return jax.device_put(split, sharding)
-
-
 def _prefetch_to_devices(
     host_batches: Iterator[dict[str, np.ndarray]], depth: int
 ) -> Iterator[dict[str, jax.Array]]:
     """Keeps up to `depth` (at least 1) batches in flight to the devices."""
-    sharding = _batch_sharding()
+    sharding = devices.batch_sharding()
     queue = collections.deque()
 
     def enqueue(count: int) -> None:
         for batch in itertools.islice(host_batches, count):
-            queue.append(to_devices(batch, sharding))
+            queue.append(devices.to_devices(batch, sharding))
 
     enqueue(max(depth, 1))
     while queue:
@@ -132,7 +107,7 @@ class _ProcessBlocks(grain.MapDataset):
     def __init__(self, parent: grain.MapDataset, global_batch_size: int, first_batch: int):
         super().__init__(parent)
         self._global = global_batch_size
-        self._local = per_process_batch_size(global_batch_size)
+        self._local = devices.check_batch_split(global_batch_size)
         self._offset = jax.process_index() * self._local
         self._first_batch = first_batch
 
@@ -163,7 +138,7 @@ def train_host_batches(
     stream = _ReplaceUndecodable(shuffled).apply(train_transforms(data_config))
     blocks = _ProcessBlocks(stream, global_batch_size, first_batch)
     batches = blocks.to_iter_dataset(read_options(data_config)).batch(
-        per_process_batch_size(global_batch_size), drop_remainder=True
+        devices.check_batch_split(global_batch_size), drop_remainder=True
     )
     workers = _worker_count(data_config)
     if workers:
@@ -275,7 +250,7 @@ def eval_batches(
     Every process yields the same number of batches (padding-only batches where its slice is
     shorter), so collective evaluation steps stay in lockstep.
     """
-    batch_size = per_process_batch_size(global_batch_size)
+    batch_size = devices.check_batch_split(global_batch_size)
     source = info.source(split)
     largest_slice = math.ceil(len(source) / jax.process_count())
     num_batches = math.ceil(largest_slice / batch_size)

@@ -24,6 +24,7 @@ import urllib.parse
 
 from absl import app, flags
 
+from bird_jax import cli
 from bird_jax.data import kaggle, net
 
 # Files each TFDS builder downloads, named as TFDS looks for them in its manual_dir.
@@ -199,4 +200,4 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     _define_flags()
-    app.run(main)
+    cli.run(main)

@@ -2,25 +2,24 @@
 
 The train loop creates a `RunAccounting` at start (it starts the clock and the energy tracker),
 wraps its phases in `clock.phase`, reports each step with `clock.step_done`, the compiled step
-with `measure_step`, each evaluation with `evaluated`, and calls `finish` at the end.
+with `measure_step`, each evaluation with `evaluated`, calls `record` at every checkpoint and
+`finish` at the end.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import resource
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import ml_collections
-from absl import logging
 
 from bird_jax import precision
 from bird_jax.efficiency import energy, flops, hardware, segments
 from bird_jax.efficiency.timing import RunClock
+from bird_jax.workdir import Workdir
 
 DEFAULT_ACCELERATOR_WATTS = 300.0  # per GPU/TPU, when config.efficiency.estimate_watts is 0
 DEFAULT_CPU_WATTS = 65.0  # per CPU process (host), likewise
@@ -48,7 +47,17 @@ def _memory(device: jax.Device) -> dict[str, int | None]:
 class RunAccounting:
     """Time, throughput, FLOPs, MFU, memory, energy, CO2e and cost of one training run."""
 
-    def __init__(self, config: ml_collections.ConfigDict, *, images_per_step: int):
+    def __init__(
+        self,
+        config: ml_collections.ConfigDict,
+        *,
+        images_per_step: int,
+        workdir: Workdir,
+        start_step: int,
+    ):
+        self.workdir = workdir
+        self.start_step = start_step
+        self.previous = workdir.read_efficiency()  # the segments before this one
         self.settings = config.efficiency
         self.precision = precision.resolve(config.precision)
         self.images_per_step = images_per_step
@@ -117,29 +126,21 @@ class RunAccounting:
             "target": self.target,
         }
 
-    def finish(self, workdir: str, writer, step: int, trained_steps: int) -> dict[str, Any]:
-        """Stops the tracker; writes efficiency.json (this segment, every segment so far and
-        their total), TensorBoard scalars and a log summary. Every process must call it."""
-        self.tracker.stop()
-        summary = self.summary(trained_steps)
+    def record(self, step: int) -> dict[str, Any]:
+        """Writes efficiency.json as of `step`: this segment so far, every earlier segment and
+        their total. Called at every checkpoint, so a killed run keeps its cost up to its last
+        checkpoint. A collective: every process must call it."""
+        summary = self.summary(step - self.start_step)
         summary["energy"] = segments.across_processes(summary["energy"])
         if jax.process_index() == 0:
-            path = os.path.join(workdir, "efficiency.json")
-            summary = segments.with_history(
-                summary, segments.read_previous(path), start_step=step - trained_steps
-            )
-            with open(path, "w") as f:
-                json.dump(summary, f, indent=2)
-            scalars = {
-                "efficiency/images_per_s": summary["throughput"]["images_per_s"],
-                "efficiency/mfu": summary["flops"]["mfu"],
-                "efficiency/kwh": summary["total"]["kwh"],
-                "efficiency/co2_kg": summary["total"]["co2_kg"],
-                "efficiency/step_p50_s": summary["time"]["step_p50_s"],
-            }
-            writer.write_scalars(step, {k: v for k, v in scalars.items() if v is not None})
-            logging.info("Efficiency: %s", format_summary(summary))
+            summary = segments.with_history(summary, self.previous, start_step=self.start_step)
+            self.workdir.write_efficiency(summary)
         return summary
+
+    def finish(self, step: int) -> dict[str, Any]:
+        """Stops the tracker and records the segment's final figures (a collective)."""
+        self.tracker.stop()
+        return self.record(step)
 
 
 def format_summary(summary: dict[str, Any]) -> str:

@@ -4,16 +4,14 @@ Each process measures only its own devices (or its host), so energy, CO2e, cost 
 are summed over processes. A resumed run appends its segment to the `segments` list of the
 `efficiency.json` it finds and writes `total`: the sums over every segment, including work a
 restart from an older checkpoint repeated (it was paid for). A run that starts from step 0
-begins a new history. A segment that died without saving (a crash, SIGKILL) is not recorded.
+begins a new history. The train loop records at every checkpoint, so a segment that is killed
+(a crash, SIGKILL) keeps its figures up to its last checkpoint.
 """
 
-import json
-import os
 from typing import Any
 
 import jax
 import numpy as np
-from absl import logging
 
 SUMMED_ENERGY = ("kwh", "joules", "co2_kg", "device_hours", "cost")
 
@@ -35,19 +33,6 @@ def across_processes(energy: dict[str, Any]) -> dict[str, Any]:
         "num_devices": jax.device_count(),
         "processes": jax.process_count(),
     }
-
-
-def read_previous(path: str) -> dict[str, Any] | None:
-    """The efficiency.json at `path` from an earlier segment; None if absent or unreadable."""
-    if not os.path.exists(path):
-        return None
-    try:
-        with open(path) as f:
-            previous = json.load(f)
-    except (OSError, ValueError) as error:
-        logging.warning("Not adding the earlier segments of %s (unreadable: %s).", path, error)
-        return None
-    return previous if isinstance(previous, dict) else None
 
 
 def _segment(summary: dict[str, Any], start_step: int) -> dict[str, Any]:

@@ -42,6 +42,10 @@ class RunClock:
         finally:
             self.seconds[name] += self._clock() - start
 
+    def now(self) -> float:
+        """The clock's current reading, in seconds."""
+        return self._clock()
+
     def step_done(self, output: Any) -> None:
         """Records a step: waits for the previous step's output and times the interval."""
         if self._in_flight is not None:

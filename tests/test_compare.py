@@ -6,11 +6,11 @@ import subprocess
 import sys
 
 import pytest
-from absl import app
 from absl.testing import flagsaver
 from PIL import Image
 
-from bird_jax import report
+from bird_jax import compare
+from bird_jax.workdir import NotARunError
 
 
 def write_run(
@@ -56,16 +56,16 @@ def runs(tmp_path):
 
 
 def test_rows_hold_the_runs_values(runs):
-    a, b, c = report.compare(runs)
+    a, b, c = compare.compare(runs)
     assert a["run"] == "a" and a["model"] == "lightweight_cnn" and c["accumulation"] == 4
     assert a["augmentation"] == "random_resized_crop + flip_lr + randaugment"
     assert a["accuracy"] == 0.75 and a["macro_f1"] == 0.7 and a["split"] == "valid"
     assert a["mfu_percent"] == pytest.approx(4.79)
     assert a["co2_g"] == pytest.approx(0.32985)
     assert a["energy_measured"] is False and b["energy_measured"] is True
-    cells = report.table_cells(a)
+    cells = compare.table_cells(a)
     assert cells["energy"] == "0.694 Wh (est.)"
-    assert report.table_cells(b)["energy"] == "0.694 Wh"
+    assert compare.table_cells(b)["energy"] == "0.694 Wh"
     assert (cells["accuracy"], cells["MFU"], cells["time"]) == ("75.0%", "4.79%", "2 min 05 s")
 
 
@@ -76,43 +76,43 @@ def test_a_resumed_run_reports_the_total_of_its_segments(runs):
         "cost": 0.05, "measured": False,
     }  # fmt: skip
     (runs[0] / "efficiency.json").write_text(json.dumps(efficiency))
-    row = report.load_run(runs[0])
+    row = compare.load_run(runs[0])
     assert (row["steps"], row["wall_s"], row["energy_kwh"]) == (300, 400.0, 0.002)
     assert (row["co2_g"], row["cost"]) == (pytest.approx(0.95), 0.05)
-    assert report.load_run(runs[1])["steps"] == 264  # no total: its one segment
+    assert compare.load_run(runs[1])["steps"] == 264  # no total: its one segment
 
 
 def test_missing_efficiency_shows_dashes_but_keeps_the_row(runs):
-    row = report.load_run(runs[2])
+    row = compare.load_run(runs[2])
     assert row["accuracy"] == 0.75 and row["wall_s"] is None and row["energy_measured"] is None
-    table = report.markdown_table(report.compare(runs)).splitlines()
+    table = compare.markdown_table(compare.compare(runs)).splitlines()
     assert len(table) == 2 + 3
     cells = [cell.strip() for cell in table[-1].strip("|").split("|")]
-    assert cells[0] == "c" and cells[-6:] == [report.DASH] * 6
+    assert cells[0] == "c" and cells[-6:] == [compare.DASH] * 6
 
 
 def test_a_directory_that_is_not_a_run_is_named_in_the_error(tmp_path):
     (tmp_path / "notes").mkdir()
-    with pytest.raises(report.NotARunError, match=r"notes has no readable config\.json"):
-        report.load_run(tmp_path / "notes")
-    with pytest.raises(report.NotARunError, match="missing is not a directory"):
-        report.load_run(tmp_path / "missing")
+    with pytest.raises(NotARunError, match=r"notes has no readable config\.json"):
+        compare.load_run(tmp_path / "notes")
+    with pytest.raises(NotARunError, match="missing is not a directory"):
+        compare.load_run(tmp_path / "missing")
 
 
 def test_split_test_reads_eval_test_json(runs):
     evaluation = {"split": "test", "accuracy": 0.5, "macro_f1": 0.4}
     (runs[0] / "eval_test.json").write_text(json.dumps(evaluation))
-    first, second = report.compare(runs[:2], split="test")
+    first, second = compare.compare(runs[:2], split="test")
     assert (first["split"], first["accuracy"], first["macro_f1"]) == ("test", 0.5, 0.4)
     assert second["accuracy"] is None and second["images_per_s"] == 712.66
 
 
 def test_write_report_writes_table_csv_and_plots(runs, tmp_path):
-    rows = report.compare(runs)
-    paths = report.write_report(rows, tmp_path / "out")
-    names = ["report.md", "report.csv", *report.PLOTS]
+    rows = compare.compare(runs)
+    paths = compare.write_report(rows, tmp_path / "out")
+    names = ["compare.md", "compare.csv", *compare.PLOTS]
     assert [p.name for p in paths] == names and all(p.is_file() for p in paths)
-    assert paths[0].read_text().strip() == report.markdown_table(rows)
+    assert paths[0].read_text().strip() == compare.markdown_table(rows)
     with open(paths[1], newline="") as file:
         table = list(csv.reader(file))
     assert len(table) == 1 + len(rows) and {len(line) for line in table} == {len(rows[0])}
@@ -127,19 +127,39 @@ def test_main_prints_and_writes_the_report(runs, tmp_path, capsys):
     out = tmp_path / "out"
     (tmp_path / "notes").mkdir()
     with flagsaver.flagsaver(out=str(out), split=None):
-        report.main(["report", *map(str, runs)])
-        with pytest.raises(app.UsageError, match="notes has no readable config"):
-            report.main(["report", str(runs[0]), str(tmp_path / "notes")])
+        compare.main(["compare", *map(str, runs)])
+        with pytest.raises(NotARunError, match="notes has no readable config"):
+            compare.main(["compare", str(runs[0]), str(tmp_path / "notes")])
     printed = capsys.readouterr().out
     assert "| a | lightweight_cnn | float32 | 1 | 2 |" in printed and "0.694 Wh (est.)" in printed
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["report.md", "report.csv", *report.PLOTS]
+        ["compare.md", "compare.csv", *compare.PLOTS]
     )
 
 
 def test_command_line_runs_end_to_end(runs, tmp_path):
     out = tmp_path / "cli"
-    command = [sys.executable, "-m", "bird_jax.report", f"--out={out}", *map(str, runs[:2])]
+    command = [sys.executable, "-m", "bird_jax.compare", f"--out={out}", *map(str, runs[:2])]
     result = subprocess.run(command, capture_output=True, text=True, check=True)
     assert "| b | convnext_tiny | bfloat16 |" in result.stdout
     assert (out / "throughput.png").is_file()
+
+
+def test_unset_price_shows_a_dash_and_a_missing_evaluation_names_the_command(runs, capsys):
+    config = json.loads((runs[0] / "config.json").read_text())
+    config["efficiency"]["price_per_device_hour"] = 0.0
+    (runs[0] / "config.json").write_text(json.dumps(config))
+    assert compare.load_run(runs[0])["cost"] is None
+    assert compare.table_cells(compare.load_run(runs[0]))["cost"] == compare.DASH
+    with flagsaver.flagsaver(out=str(runs[0].parent / "out"), split="test"):
+        compare.main(["compare", str(runs[0])])
+    expected = f"--mode=evaluate --workdir={runs[0]} --split=test --checkpoint=best"
+    assert expected in capsys.readouterr().err
+
+
+def test_cli_error_is_one_line_without_traceback(tmp_path):
+    command = [sys.executable, "-m", "bird_jax.compare", str(tmp_path / "missing")]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("bird_jax: error: ")
+    assert "Traceback" not in result.stderr and "missing is not a directory" in result.stderr

@@ -1,6 +1,6 @@
 """Side-by-side comparison of finished runs: a Markdown/CSV table and PNG plots.
 
-  python -m bird_jax.report runs/a runs/b ... [--out=report] [--split=test]
+  python -m bird_jax.compare runs/a runs/b ... [--out=report] [--split=test]
 
 Reads each workdir's config.json, eval_<split>.json and efficiency.json (the split defaults to
 the run's data.eval_split). Prints the Markdown table and writes report.md, report.csv,
@@ -9,15 +9,16 @@ shows as '—' (an empty cell in the CSV); energy that was not measured is marke
 """
 
 import csv
-import json
 import math
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from absl import app, flags, logging
+from absl import app, flags
 
-from bird_jax.reporting import file_stem
+from bird_jax import cli
+from bird_jax.workdir import NotARunError, Workdir, file_stem, read_json
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out", "report", "Directory for report.md, report.csv and the plots.")
@@ -31,10 +32,6 @@ flags.DEFINE_string(
 
 DASH = "—"
 PLOTS = ("accuracy_vs_energy.png", "accuracy_vs_time.png", "throughput.png")
-
-
-class NotARunError(ValueError):
-    """A directory given as a run is not a bird_jax training workdir."""
 
 
 def _get(tree: Any, dotted: str) -> Any:
@@ -57,29 +54,15 @@ def _run_total(efficiency: dict, total_key: str, segment_key: str) -> Any:
     return total if total is not None else _get(efficiency, segment_key)
 
 
-def _read_json(path: Path) -> dict:
-    """The JSON object in `path`; {} (with a warning where it exists) if it cannot be read."""
-    if not path.is_file():
-        return {}
-    try:
-        with open(path) as file:
-            content = json.load(file)
-    except (OSError, ValueError) as error:
-        logging.warning("Ignoring %s: %s", path, error)
-        return {}
-    return content if isinstance(content, dict) else {}
-
-
-def _read_config(workdir: Path) -> dict:
-    expected = (
-        "expected the --workdir of a bird_jax training run, holding config.json (and "
-        "eval_<split>.json, efficiency.json)"
-    )
-    if not workdir.is_dir():
-        raise NotARunError(f"{workdir} is not a directory: {expected}.")
-    config = _read_json(workdir / "config.json")
+def _read_config(run: Workdir) -> dict:
+    if not run.path.is_dir():
+        raise NotARunError(f"{run} is not a directory: expected the --workdir of a training run.")
+    config = read_json(run.config_file)
     if not config:
-        raise NotARunError(f"{workdir} has no readable config.json: {expected}.")
+        raise NotARunError(
+            f"{run} has no readable config.json: expected the --workdir of a bird_jax training "
+            "run, holding config.json (and eval_<split>.json, efficiency.json)."
+        )
     return config
 
 
@@ -99,14 +82,14 @@ def load_run(workdir: str | Path, split: str | None = None) -> dict[str, Any]:
     Numbers stay raw (accuracy and macro-F1 as fractions, MFU in percent, CO2 in grams); a value
     the run's files lack is None. Raises NotARunError if `workdir` has no config.json.
     """
-    path = Path(workdir)
-    config = _read_config(path)
+    run = Workdir(workdir)
+    config = _read_config(run)
     split = split or _get(config, "data.eval_split")
-    evaluation = _read_json(path / f"eval_{file_stem(split)}.json") if split else {}
-    efficiency = _read_json(path / "efficiency.json")
+    evaluation = run.read_evaluation(split) if split else {}
+    efficiency = run.read_efficiency()
     return {
-        "run": path.resolve().name,
-        "workdir": str(path),
+        "run": run.path.resolve().name,
+        "workdir": str(run),
         "model": config.get("model_name"),
         "precision": efficiency.get("precision") or config.get("precision"),
         "accumulation": config.get("grad_accum_steps"),
@@ -120,7 +103,11 @@ def load_run(workdir: str | Path, split: str | None = None) -> dict[str, Any]:
         "energy_kwh": _run_total(efficiency, "kwh", "energy.kwh"),
         "energy_measured": _run_total(efficiency, "measured", "energy.measured"),
         "co2_g": _scaled(_run_total(efficiency, "co2_kg", "energy.co2_kg"), 1000.0),
-        "cost": _run_total(efficiency, "cost", "energy.cost"),
+        "cost": (
+            _run_total(efficiency, "cost", "energy.cost")
+            if _get(config, "efficiency.price_per_device_hour")
+            else None  # no price set: unknown, not free
+        ),
         "images_per_s": _get(efficiency, "throughput.images_per_s"),
         "mfu_percent": _scaled(_get(efficiency, "flops.mfu"), 100.0),
     }
@@ -238,6 +225,7 @@ def _accuracy_scatter(rows, x_key: str, x_unit: tuple[float, str], path: Path, m
                 facecolors="none" if kind == "estimated" else "tab:blue",
                 edgecolors="tab:blue",
                 label=f"energy {kind}" if marks else None,
+                clip_on=False,  # a run at 100% sits on the top edge
             )
     for row in points:
         xy = (row[x_key] / divisor, 100 * row["accuracy"])
@@ -252,7 +240,7 @@ def _accuracy_scatter(rows, x_key: str, x_unit: tuple[float, str], path: Path, m
     axes.set_title(f"Accuracy vs {x_label.split(' (')[0]}")
     axes.margins(x=0.3)  # room for the run names
     axes.set_xlim(left=0)  # energy and time start at zero
-    axes.set_ylim(top=min(axes.get_ylim()[1], 101.0))
+    axes.set_ylim(top=min(axes.get_ylim()[1], 100.0))  # accuracy never exceeds 100%
     axes.grid(alpha=0.3)
     figure.savefig(path)
 
@@ -304,15 +292,20 @@ def write_report(rows: Sequence[dict[str, Any]], out_dir: str | Path) -> list[Pa
 def main(argv: list[str]) -> None:
     workdirs = argv[1:]
     if not workdirs:
-        raise app.UsageError("Name the workdirs to compare: python -m bird_jax.report runs/a ...")
-    try:
-        rows = compare(workdirs, split=FLAGS.split)
-    except NotARunError as error:
-        raise app.UsageError(str(error)) from error
+        raise app.UsageError("Name the workdirs to compare: python -m bird_jax.compare runs/a ...")
+    rows = compare(workdirs, split=FLAGS.split)
     print(markdown_table(rows))
+    for row in rows:
+        if row["accuracy"] is None and row["split"]:
+            print(
+                f"{row['run']} has no eval_{file_stem(row['split'])}.json; make it with: python -m "
+                f"bird_jax.main --mode=evaluate --workdir={row['workdir']} --split={row['split']} "
+                "--checkpoint=best",
+                file=sys.stderr,
+            )
     paths = write_report(rows, FLAGS.out)
     print("Wrote " + ", ".join(str(path) for path in paths))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)
