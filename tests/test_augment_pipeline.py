@@ -8,7 +8,7 @@ import pytest
 
 from bird_jax import augment, data, reporting
 from bird_jax import config as defaults
-from bird_jax.augment import gallery
+from bird_jax.augment import crops, device_ops, gallery, host_ops, mixup, registry
 from configs import quickstart
 
 SIZE = 16
@@ -43,6 +43,30 @@ def test_only_size_mean_and_std_are_filled_from_the_data_config():
             assert op.fn.keywords[key] == {"size": SIZE, "mean": MEAN, "std": STD}[key], name
     noise = _parse("resize|gaussian_noise").device[0]
     assert noise.injected == () and noise.fn.keywords == {}
+
+
+def test_ops_are_registered_by_their_decorator_as_the_functions_themselves():
+    ops = augment.registered_ops()
+    assert ops["center_crop"] == (registry.HOST, crops.center_crop)
+    assert ops["flip_lr"] == (registry.HOST, host_ops.flip_lr)
+    assert ops["brightness"] == (registry.DEVICE, device_ops.brightness)
+    assert ops["mixup"] == (registry.BATCH, mixup.mix)  # registered under another name
+    for helper in (host_ops.rgb_uint8, device_ops.adjust_brightness, crops.resize_box):
+        assert helper.__name__ not in ops  # undecorated helpers are not ops
+    assert list(ops)[:3] == ["random_resized_crop", "resize", "center_crop"]  # stable order
+    kinds = [kind for kind, _ in ops.values()]
+    assert kinds == sorted(kinds, key=[registry.HOST, registry.DEVICE, registry.BATCH].index)
+    assert _parse("resize|flip_lr").host[1].p == 0.5  # the default p given to the decorator
+
+
+def test_register_refuses_a_taken_name_and_an_unknown_kind():
+    def flip_lr(image, rng):
+        return image
+
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register(registry.HOST)(flip_lr)
+    with pytest.raises(ValueError, match="Unknown op kind"):
+        registry.register("gpu")
 
 
 def test_a_list_of_op_strings_is_a_pipeline_too():
