@@ -101,7 +101,7 @@ def load_run_config(workdir: str) -> ml_collections.ConfigDict:
             f"{path} not found: is {workdir!r} the --workdir of a bird_jax training run?"
         )
     with open(path) as f:
-        return ml_collections.ConfigDict(json.load(f))
+        return augment.upgrade_eval_keys(ml_collections.ConfigDict(json.load(f)))
 
 
 def load_class_names(workdir: str) -> list[str]:

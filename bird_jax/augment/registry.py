@@ -221,7 +221,7 @@ def _check_op(op: Op) -> None:
         raise ValueError(f"Device op {op} changes the shape or dtype of its input: {out}.")
 
 
-def _check_host_size(ops: Sequence[Op], image_size: int) -> None:
+def check_host_size(ops: Sequence[Op], image_size: int) -> None:
     """The host ops, run in order on a dummy image, must end at image_size x image_size."""
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, _DUMMY_HOST_SHAPE, dtype=np.uint8)
@@ -266,7 +266,7 @@ def parse_pipeline(
         device=tuple(op for op in ops if op.kind == DEVICE),
         batch=next((op for op in ops if op.kind == BATCH), None),
     )
-    _check_host_size(pipeline.host, image_size)
+    check_host_size(pipeline.host, image_size)
     return pipeline
 
 

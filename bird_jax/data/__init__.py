@@ -1,5 +1,6 @@
 """Input pipeline: dataset sources, Grain transforms, and device-placed train/eval batches."""
 
+from bird_jax.augment import preprocess_for_eval  # data.eval_pipeline on one image
 from bird_jax.data.images import load_image
 from bird_jax.data.info import DatasetInfo
 from bird_jax.data.pipeline import (
@@ -9,7 +10,6 @@ from bird_jax.data.pipeline import (
     to_devices,
 )
 from bird_jax.data.sources import load_splits
-from bird_jax.data.transforms import preprocess_for_eval
 
 __all__ = [
     "DatasetInfo",
