@@ -3,6 +3,8 @@
 import json
 import pickle
 import re
+import subprocess
+import sys
 
 import jax
 import ml_collections
@@ -210,6 +212,17 @@ def test_the_old_eval_keys_in_a_current_config_are_refused_naming_the_new_key():
     )
     with pytest.raises(ValueError, match="data.eval_crop_pct and data.interpolation are now"):
         augment.eval_pipeline(_eval_config(eval_crop_pct=0.9, interpolation="bicubic"))
+
+
+def test_augment_does_not_import_data():
+    """The dependency is one-way: bird_jax.data uses augment's ops, augment never imports data."""
+    script = (
+        "import sys\n"
+        "import bird_jax.augment, bird_jax.augment.gallery\n"
+        "assert 'bird_jax.data' not in sys.modules, sorted(sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
 
 
 def test_study_pipeline_has_all_eleven_augmentations_and_parses():
