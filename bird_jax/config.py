@@ -81,8 +81,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.image_size = 32
     # Training augmentation (bird_jax.augment): host ops | device ops | batch op (Mixup/CutMix).
     config.data.train_pipeline = "random_resized_crop(scale=(0.08, 1))|flip_lr"
-    config.data.eval_crop_pct = 0.875  # eval: resize to image_size / pct, centre-crop image_size
-    config.data.interpolation = "bilinear"  # eval resize; bilinear | bicubic
+    # Evaluation: host ops in the same grammar, each applied to every image; the default resizes
+    # the shorter side to image_size / 0.875 and keeps the central image_size square.
+    config.data.eval_pipeline = "center_crop(crop_pct=0.875)"
     config.data.mean = (0.485, 0.456, 0.406)
     config.data.std = (0.229, 0.224, 0.225)
     config.data.num_workers = 0  # Grain worker processes for decoding and host augmentation
@@ -186,7 +187,7 @@ def convnext(size: str = "tiny") -> ml_collections.ConfigDict:
     config.data.source = "folder"
     config.data.image_size = 224
     config.data.train_pipeline = CONVNEXT_PIPELINE
-    config.data.interpolation = "bicubic"
+    config.data.eval_pipeline = 'center_crop(crop_pct=0.875, interpolation="bicubic")'
     config.batch_size = 128
     config.base_batch_size = 4096
     config.lr = 4e-3

@@ -121,10 +121,12 @@ class Workdir:
 
     def read_config(self) -> ml_collections.ConfigDict:
         """The config the run saved (for evaluate and predict)."""
+        from bird_jax.augment import upgrade_eval_keys  # configs saved before eval_pipeline
+
         content = read_json(self._require(self.config_file, "it holds config.json"))
         if not content:
             raise NotARunError(f"{self.config_file} is unreadable or empty.")
-        return ml_collections.ConfigDict(content)
+        return upgrade_eval_keys(ml_collections.ConfigDict(content))
 
     def write_labels(self, class_names: list[str]) -> None:
         self.path.mkdir(parents=True, exist_ok=True)

@@ -1,14 +1,20 @@
 """Pipeline strings: parsing, early errors, host/device split, determinism, and the preview."""
 
+import json
 import pickle
+import re
+import subprocess
+import sys
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 
 from bird_jax import augment, data, figures
 from bird_jax import config as defaults
-from bird_jax.augment import gallery
+from bird_jax.augment import crops, device_ops, gallery, host_ops, mixup, registry
+from bird_jax.workdir import Workdir
 from configs import quickstart
 
 SIZE = 16
@@ -43,6 +49,30 @@ def test_only_size_mean_and_std_are_filled_from_the_data_config():
             assert op.fn.keywords[key] == {"size": SIZE, "mean": MEAN, "std": STD}[key], name
     noise = _parse("resize|gaussian_noise").device[0]
     assert noise.injected == () and noise.fn.keywords == {}
+
+
+def test_ops_are_registered_by_their_decorator_as_the_functions_themselves():
+    ops = augment.registered_ops()
+    assert ops["center_crop"] == (registry.HOST, crops.center_crop)
+    assert ops["flip_lr"] == (registry.HOST, host_ops.flip_lr)
+    assert ops["brightness"] == (registry.DEVICE, device_ops.brightness)
+    assert ops["mixup"] == (registry.BATCH, mixup.mix)  # registered under another name
+    for helper in (host_ops.rgb_uint8, device_ops.adjust_brightness, crops.resize_box):
+        assert helper.__name__ not in ops  # undecorated helpers are not ops
+    assert list(ops)[:3] == ["random_resized_crop", "resize", "center_crop"]  # stable order
+    kinds = [kind for kind, _ in ops.values()]
+    assert kinds == sorted(kinds, key=[registry.HOST, registry.DEVICE, registry.BATCH].index)
+    assert _parse("resize|flip_lr").host[1].p == 0.5  # the default p given to the decorator
+
+
+def test_register_refuses_a_taken_name_and_an_unknown_kind():
+    def flip_lr(image, rng):
+        return image
+
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register(registry.HOST)(flip_lr)
+    with pytest.raises(ValueError, match="Unknown op kind"):
+        registry.register("gpu")
 
 
 def test_a_list_of_op_strings_is_a_pipeline_too():
@@ -106,6 +136,94 @@ def test_device_augment_normalises_and_keys_examples_by_global_index():
 
 class _DataConfig:
     mean, std = MEAN, STD
+
+
+def _eval_config(spec="center_crop(crop_pct=0.875)", **old_keys) -> ml_collections.ConfigDict:
+    config = dict(image_size=SIZE, mean=MEAN, std=STD, eval_pipeline=spec, **old_keys)
+    return ml_collections.ConfigDict({k: v for k, v in config.items() if v is not None})
+
+
+def test_eval_pipeline_is_the_train_grammar_with_host_ops_only():
+    pipeline = augment.eval_pipeline(
+        _eval_config('center_crop(crop_pct=0.5, interpolation="bicubic")')
+    )
+    assert (pipeline.device, pipeline.batch) == ((), None)
+    (crop,) = pipeline.host
+    assert crop.fn.keywords == {"size": SIZE, "crop_pct": 0.5, "interpolation": "bicubic"}
+    flipped = augment.eval_pipeline(_eval_config("resize|flip_lr(p=1)"))
+    image = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    out = augment.preprocess_for_eval(image, _eval_config("resize|flip_lr(p=1)"))
+    np.testing.assert_array_equal(out, crops.resize(image, None, size=SIZE)[:, ::-1])
+    assert augment.eval_pipeline(_eval_config("resize|flip_lr(p=1)")) is flipped  # parsed once
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("center_crop|brightness(0.2)", r"host ops only.*brightness\(max_delta=0.2\) \(device\)"),
+        ("center_crop|mixup", r"host ops only.*\(batch\)"),
+        ("center_crop|flip_lr", r"set p=1 in \['flip_lr\(p=0.5\)'\]"),  # flip_lr's default p is 0.5
+        ("flip_lr(p=1)", "must produce 16x16"),
+        ("center_crop(size=8)", "must produce 16x16"),
+        ("center_crop(crop_pct=0)", "crop_pct"),
+        ("centre_crop", "Did you mean"),
+    ],
+)
+def test_bad_eval_pipelines_are_refused_naming_the_key(spec, message):
+    with pytest.raises(ValueError, match=r"^data\.eval_pipeline") as error:
+        augment.eval_pipeline(_eval_config(spec))
+    assert re.search(message, str(error.value)), str(error.value)
+
+
+@pytest.mark.parametrize("crop_pct, interpolation", [(0.875, "bilinear"), (0.6, "bicubic")])
+def test_a_saved_config_with_the_old_eval_keys_crops_bit_identically(crop_pct, interpolation):
+    old = ml_collections.ConfigDict({"data": _eval_config(None).to_dict()})
+    old.data.eval_crop_pct, old.data.interpolation = crop_pct, interpolation
+    new = augment.upgrade_eval_keys(old)
+    assert "eval_crop_pct" not in new.data and "interpolation" not in new.data
+    image = np.random.default_rng(1).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    before = crops.center_crop(  # what data.eval_crop_pct and data.interpolation ran
+        image, None, size=SIZE, crop_pct=crop_pct, interpolation=interpolation
+    )
+    np.testing.assert_array_equal(augment.preprocess_for_eval(image, new.data), before)
+    if interpolation == "bilinear":  # the old default is the new default
+        default = augment.preprocess_for_eval(image, defaults.get_config().data)
+        assert default.shape == (32, 32, 3)
+        new.data.image_size = 32
+        np.testing.assert_array_equal(augment.preprocess_for_eval(image, new.data), default)
+    current = ml_collections.ConfigDict({"data": _eval_config("resize").to_dict()})
+    assert augment.upgrade_eval_keys(current).data.eval_pipeline == "resize"  # left alone
+
+
+def test_a_run_config_json_with_the_old_eval_keys_still_loads(tmp_path):
+    config = quickstart.get_config().to_dict()
+    del config["data"]["eval_pipeline"]
+    config["data"].update(eval_crop_pct=0.9, interpolation="bicubic")
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    loaded = Workdir(tmp_path).read_config()
+    assert loaded.data.eval_pipeline == 'center_crop(crop_pct=0.9, interpolation="bicubic")'
+    augment.eval_pipeline(loaded.data)
+
+
+def test_the_old_eval_keys_in_a_current_config_are_refused_naming_the_new_key():
+    with pytest.raises(ValueError, match="data.eval_crop_pct is now data.eval_pipeline") as error:
+        augment.eval_pipeline(_eval_config(eval_crop_pct=0.9))
+    assert """data.eval_pipeline='center_crop(crop_pct=0.9, interpolation="bilinear")'""" in str(
+        error.value
+    )
+    with pytest.raises(ValueError, match="data.eval_crop_pct and data.interpolation are now"):
+        augment.eval_pipeline(_eval_config(eval_crop_pct=0.9, interpolation="bicubic"))
+
+
+def test_augment_does_not_import_data():
+    """The dependency is one-way: bird_jax.data uses augment's ops, augment never imports data."""
+    script = (
+        "import sys\n"
+        "import bird_jax.augment, bird_jax.augment.gallery\n"
+        "assert 'bird_jax.data' not in sys.modules, sorted(sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
 
 
 def test_study_pipeline_has_all_eleven_augmentations_and_parses():

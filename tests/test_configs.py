@@ -31,6 +31,7 @@ def test_config_builds_its_model_and_augmentation(config):
     assert set(config.keys()) == set(defaults.get_config().keys())  # no stray top-level keys
     assert set(config.data.keys()) == set(defaults.get_config().data.keys())
     augment.train_pipeline(config.data)  # parses, and its host ops end at data.image_size
+    augment.eval_pipeline(config.data)  # likewise, host ops only
     model = experiment.create_model(config, num_classes=7)
     assert model.num_classes == 7
     assert config.model_name in models.list_models()
@@ -41,6 +42,8 @@ def test_convnext_recipe_scales_the_official_learning_rate():
     assert config.lr == 4e-3 and config.base_batch_size == 4096
     assert config.weight_decay == 0.05 and config.label_smoothing == 0.1
     assert config.ema_decay == 0.9999 and config.warmup_epochs == 20.0
+    (crop,) = augment.eval_pipeline(config.data).host  # timm's eval: bicubic, crop_pct 0.875
+    assert crop.fn.keywords == {"size": 224, "crop_pct": 0.875, "interpolation": "bicubic"}
 
 
 @pytest.mark.parametrize(

@@ -29,8 +29,7 @@ def make_config(**overrides) -> ml_collections.ConfigDict:
         eval_split="valid",
         image_size=IMAGE_SIZE,
         train_pipeline="random_resized_crop(scale=(0.3, 1))|flip_lr",
-        eval_crop_pct=0.875,
-        interpolation="bilinear",
+        eval_pipeline="center_crop(crop_pct=0.875)",
         mean=MEAN,
         std=STD,
         num_workers=0,
@@ -292,10 +291,10 @@ def test_random_crop_box_respects_scale_and_ratio():
 def test_preprocess_for_eval_center_crops():
     image = np.zeros((40, 60, 3), np.uint8)
     image[7:33, 17:43] = 255  # White centre, a little wider than half the shorter side.
-    out = data.preprocess_for_eval(image, make_config(eval_crop_pct=0.5))
+    out = data.preprocess_for_eval(image, make_config(eval_pipeline="center_crop(crop_pct=0.5)"))
     assert out.shape == (IMAGE_SIZE, IMAGE_SIZE, 3) and out.dtype == np.uint8
     assert (out == 255).all()
-    wider = data.preprocess_for_eval(image, make_config(eval_crop_pct=1.0))
+    wider = data.preprocess_for_eval(image, make_config(eval_pipeline="center_crop(crop_pct=1)"))
     assert wider[0, 0, 0] == 0 and wider[IMAGE_SIZE // 2, IMAGE_SIZE // 2, 0] == 255
 
 
@@ -305,8 +304,10 @@ def test_bad_augmentation_settings_are_errors(bird_info):
         dict(train_pipeline="flip_lr"),  # no op sets the size
         dict(train_pipeline="resize|median_blur(4)"),
         dict(train_pipeline="resize|brightness(0.2)|flip_lr"),  # host op after a device op
-        dict(eval_crop_pct=0),
-        dict(interpolation="x"),
+        dict(eval_pipeline="center_crop(crop_pct=0)"),
+        dict(eval_pipeline='center_crop(interpolation="x")'),
+        dict(eval_pipeline="center_crop|brightness(0.2)"),  # eval takes host ops only
+        dict(eval_crop_pct=0.9),  # the key eval_pipeline replaced
         dict(read_threads=-2),
     ):
         with pytest.raises(ValueError):
@@ -426,7 +427,9 @@ def test_eval_sees_every_example_once_and_pads_the_last_batch():
         class_names=[str(i) for i in range(13)],
         splits={"valid": ArraySource("thirteen", images, np.arange(13))},
     )
-    config = make_config(image_size=8, eval_crop_pct=1.0, mean=(0, 0, 0), std=(1, 1, 1))
+    config = make_config(
+        image_size=8, eval_pipeline="center_crop(crop_pct=1)", mean=(0, 0, 0), std=(1, 1, 1)
+    )
     batches = list(data.eval_batches(info, config, "valid", global_batch_size=8))
     assert len(batches) == 2
     masks = np.concatenate([np.asarray(b["mask"]).ravel() for b in batches])

@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from bird_jax.augment.registry import HOST, register
+
 RESAMPLING = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 _CROP_ATTEMPTS = 10
 
@@ -66,6 +68,7 @@ def _check_size(size: int) -> None:
         raise ValueError(f"size must be a positive integer, got {size!r}.")
 
 
+@register(HOST)
 def random_resized_crop(
     image: np.ndarray,
     rng: np.random.Generator,
@@ -88,6 +91,7 @@ def random_resized_crop(
     return resize_box(image, box, size, resampling(interpolation))
 
 
+@register(HOST)
 def resize(
     image: np.ndarray, rng: np.random.Generator, *, size: int, interpolation: str = "bilinear"
 ) -> np.ndarray:
@@ -98,6 +102,7 @@ def resize(
     return resize_box(image, (0, 0, width, height), size, resampling(interpolation))
 
 
+@register(HOST)
 def center_crop(
     image: np.ndarray,
     rng: np.random.Generator,

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from bird_jax.augment.checks import Range, check_number, check_ordered, check_range
+from bird_jax.augment.registry import DEVICE, register
 
 # ITU-R 601 luma weights (they sum to 1, so a grey image is its own greyscale).
 _LUMA = (0.299, 0.587, 0.114)
@@ -73,6 +74,7 @@ def adjust_hue(image: jax.Array, delta: jax.Array) -> jax.Array:
     return jnp.clip(pix.adjust_hue(image, delta), 0.0, 1.0)
 
 
+@register(DEVICE)
 def brightness(image: jax.Array, key: jax.Array, *, max_delta: float = 0.2) -> jax.Array:
     """Adds one delta, uniform in [-max_delta, max_delta], to every pixel; clipped."""
     _check_image(image)
@@ -87,6 +89,7 @@ def _random_factor(adjust: Callable, image: jax.Array, key: jax.Array, lower, up
     return adjust(image, _uniform(key, lower, upper))
 
 
+@register(DEVICE)
 def contrast(
     image: jax.Array, key: jax.Array, *, lower: float = 0.7, upper: float = 1.3
 ) -> jax.Array:
@@ -94,6 +97,7 @@ def contrast(
     return _random_factor(adjust_contrast, image, key, lower, upper)
 
 
+@register(DEVICE)
 def saturation(
     image: jax.Array, key: jax.Array, *, lower: float = 0.7, upper: float = 1.3
 ) -> jax.Array:
@@ -101,6 +105,7 @@ def saturation(
     return _random_factor(adjust_saturation, image, key, lower, upper)
 
 
+@register(DEVICE)
 def hue(image: jax.Array, key: jax.Array, *, max_delta: float = 0.05) -> jax.Array:
     """Rotates hue by a delta uniform in [-max_delta, max_delta] turns; clipped."""
     _check_image(image)
@@ -112,6 +117,7 @@ def _bind(adjust: Callable, factor: jax.Array) -> Callable[[jax.Array], jax.Arra
     return lambda image: adjust(image, factor)
 
 
+@register(DEVICE)
 def color_jitter(
     image: jax.Array,
     key: jax.Array,
@@ -157,6 +163,7 @@ def color_jitter(
     return jax.lax.fori_loop(0, len(enabled), apply_step, image)
 
 
+@register(DEVICE)
 def gaussian_noise(image: jax.Array, key: jax.Array, *, sigma: Range = 0.05) -> jax.Array:
     """Adds per-pixel N(0, sigma) noise (sigma may be a (lo, hi) range drawn per image); clips."""
     _check_image(image)
@@ -166,6 +173,7 @@ def gaussian_noise(image: jax.Array, key: jax.Array, *, sigma: Range = 0.05) -> 
     return jnp.clip(image + _uniform(sigma_key, low, high) * noise, 0.0, 1.0)
 
 
+@register(DEVICE)
 def salt_pepper(
     image: jax.Array, key: jax.Array, *, amount: float = 0.02, salt_ratio: float = 0.5
 ) -> jax.Array:
@@ -177,6 +185,7 @@ def salt_pepper(
     return jnp.clip(jnp.where(noisy < amount, salt < salt_ratio, image), 0.0, 1.0)
 
 
+@register(DEVICE)
 def grid_mask(
     image: jax.Array,
     key: jax.Array,
@@ -245,6 +254,7 @@ def _erase_mask(
     return (rows >= top) & (rows < top + box_h) & (cols >= left) & (cols < left + box_w)
 
 
+@register(DEVICE)
 def random_erasing(
     image: jax.Array,
     key: jax.Array,

@@ -13,8 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bird_jax import data
 from bird_jax.augment.device import DeviceAugment
+from bird_jax.augment.evaluation import preprocess_for_eval
 from bird_jax.augment.host import apply_host_ops
 from bird_jax.augment.registry import (
     BATCH,
@@ -108,15 +108,16 @@ def preview_rows(
 ) -> list[tuple[str, np.ndarray]]:
     """(title, uint8 images) rows: originals, each op alone (p=1), whole-pipeline samples.
 
-    `info` is the loaded dataset (data.load_splits); the ops shown are those of `ops_spec`, or of
-    config.data.train_pipeline when None.
+    `info` is the loaded dataset (data.load_splits: anything with .source(split) and
+    .num_classes); originals are preprocessed as in evaluation; the ops shown are those of
+    `ops_spec`, or of config.data.train_pipeline when None.
     """
     source = info.source(split)
     records = [source[i] for i in pick_examples(source, num_images)]
     records = [record for record in records if record["image"] is not None]
     raw = [record["image"] for record in records]
     labels = np.array([record["label"] for record in records])
-    originals = np.stack([data.preprocess_for_eval(image, config.data) for image in raw])
+    originals = np.stack([preprocess_for_eval(image, config.data) for image in raw])
     pipeline = train_pipeline(config.data)
     shown = pipeline.ops
     if ops_spec:

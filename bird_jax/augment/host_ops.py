@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 from bird_jax.augment.checks import IntOrRange, check_int, check_number, int_range
+from bird_jax.augment.registry import HOST, register
 
 
 def rgb_uint8(image: np.ndarray) -> np.ndarray:
@@ -20,12 +21,14 @@ def rgb_uint8(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
+@register(HOST, p=0.5)
 def flip_lr(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Mirrors the image left-right (always; the registry's `p` makes it random)."""
+    """Mirrors the image left-right (always; in a pipeline p defaults to 0.5)."""
     del rng  # deterministic
     return cv2.flip(rgb_uint8(image), 1)  # ~20x faster than a numpy reversed copy
 
 
+@register(HOST)
 def median_blur(
     image: np.ndarray, rng: np.random.Generator, *, ksize: IntOrRange = 3
 ) -> np.ndarray:
@@ -37,6 +40,7 @@ def median_blur(
     return cv2.medianBlur(rgb_uint8(image), size)
 
 
+@register(HOST)
 def clahe(
     image: np.ndarray, rng: np.random.Generator, *, clip_limit: float = 2.0, tile_grid: int = 8
 ) -> np.ndarray:
@@ -56,6 +60,7 @@ def clahe(
     return cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
 
 
+@register(HOST)
 def jpeg(
     image: np.ndarray, rng: np.random.Generator, *, quality: IntOrRange = (30, 90)
 ) -> np.ndarray:
@@ -69,6 +74,7 @@ def jpeg(
     return cv2.cvtColor(cv2.imdecode(encoded, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
+@register(HOST)
 def posterize(image: np.ndarray, rng: np.random.Generator, *, bits: int = 4) -> np.ndarray:
     """Keeps the `bits` (1..8) most significant bits of each channel: 2**bits levels."""
     del rng  # deterministic
@@ -77,6 +83,7 @@ def posterize(image: np.ndarray, rng: np.random.Generator, *, bits: int = 4) -> 
     return np.bitwise_and(rgb_uint8(image), mask)
 
 
+@register(HOST)
 def edges(
     image: np.ndarray,
     rng: np.random.Generator,

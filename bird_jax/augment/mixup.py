@@ -15,6 +15,7 @@ import jax.numpy as jnp
 
 from bird_jax.augment.checks import check_number, check_range
 from bird_jax.augment.device_ops import uniform_to_int
+from bird_jax.augment.registry import BATCH, register
 
 MODES = ("batch", "pair", "elem")
 
@@ -126,6 +127,7 @@ def _draw(
     return jnp.where(apply, lam, 1.0), cutmix & apply, box
 
 
+@register(BATCH, name="mixup")
 def mix(
     images: jax.Array,
     targets: jax.Array,

@@ -22,6 +22,7 @@ from PIL import Image, ImageEnhance, ImageOps
 
 from bird_jax.augment.crops import RESAMPLING
 from bird_jax.augment.host_ops import rgb_uint8
+from bird_jax.augment.registry import HOST, register
 
 IMAGENET_FILL = (124, 116, 104)  # round(255 * ImageNet mean), timm's img_mean
 _LEVEL_DENOM = 10.0
@@ -269,6 +270,7 @@ def _check_fill(fill) -> tuple[int, int, int]:
     return tuple(int(v) for v in fill)
 
 
+@register(HOST)
 def randaugment(
     image: np.ndarray,
     rng: np.random.Generator,

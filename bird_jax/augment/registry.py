@@ -3,7 +3,8 @@
     random_resized_crop(scale=(0.35, 1))|flip_lr|median_blur(5, p=0.3)|brightness(0.2, p=0.5)|
     random_erasing(mode="pixel", p=0.25)|mixup(0.8, cutmix_alpha=1.0)
 
-Every op is a plain function registered under its name, of one of three kinds:
+Every op is a plain function, registered where it is defined with `@register(kind)` under its
+name, of one of three kinds:
   host   `op(image uint8 [H, W, 3], rng: np.random.Generator, **params)`, run per image in the
          Grain workers (decoding, crops, OpenCV/PIL filters);
   device `op(image float32 [H, W, 3] in [0, 1], key, **params)`, run per image on the device,
@@ -12,10 +13,10 @@ Every op is a plain function registered under its name, of one of three kinds:
          on the device batch (Mixup/CutMix).
 A pipeline lists host ops, then device ops, then at most one batch op. Positional arguments fill
 an op's parameters in order; `p` applies the op with that probability (per image; default 1,
-0.5 for flip_lr). Parameters
-named `size`, `mean` and `std` are filled from data.image_size/mean/std unless given (so
-no op may use these names for anything else). Every op is
-tried once on a small dummy input when the pipeline is parsed, so a bad parameter fails at start.
+or the op's registered default, 0.5 for flip_lr). Parameters named `size`, `mean` and `std`
+are filled from data.image_size/mean/std unless given (so no op may use these names for
+anything else). Every op is tried once on a small dummy input when the pipeline is parsed, so
+a bad parameter fails at start.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import ast
 import dataclasses
 import difflib
 import functools
+import importlib
 import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -36,48 +38,47 @@ HOST, DEVICE, BATCH = "host", "device", "batch"
 _INTERNAL_PARAMS = ("axis_name",)
 _DUMMY_HOST_SHAPE = (30, 40, 3)
 _DUMMY_DEVICE_SHAPE = (8, 8, 3)
-_DEFAULT_P = {"flip_lr": 0.5}  # a random flip is the useful default; flip_lr(p=1) always flips
+_KIND_ORDER = {HOST: 0, DEVICE: 1, BATCH: 2}
+# The modules whose ops register themselves when imported (with the `register` decorator).
+_OP_MODULES = ("crops", "host_ops", "randaugment", "device_ops", "mixup")
+_REGISTRY: dict[str, tuple[str, Callable]] = {}
+_DEFAULT_P: dict[str, float] = {}  # ops applied with another probability than 1 by default
 
 
-@functools.cache
+def register(kind: str, *, name: str | None = None, p: float = 1.0) -> Callable:
+    """Decorator registering an op of `kind` under `name` (default: the function's name), to be
+    applied with probability `p` unless a pipeline gives one; returns the function itself, so
+    partials of it pickle by reference for the Grain workers."""
+    if kind not in _KIND_ORDER:
+        raise ValueError(f"Unknown op kind {kind!r}; use one of {list(_KIND_ORDER)}.")
+
+    def decorate(fn: Callable) -> Callable:
+        op_name = name or fn.__name__
+        where = lambda f: (f.__module__, f.__qualname__)  # noqa: E731
+        known = _REGISTRY.get(op_name)
+        if known and where(known[1]) != where(fn):  # a reloaded module may register again
+            raise ValueError(f"Augmentation op {op_name!r} is already registered by {known[1]}.")
+        _REGISTRY[op_name] = (kind, fn)
+        if p != 1:
+            _DEFAULT_P[op_name] = p
+        return fn
+
+    return decorate
+
+
+def _listing_order(item: tuple[str, tuple[str, Callable]]) -> tuple[int, int, int]:
+    """Kind, then module (as in _OP_MODULES), then line: an order independent of import order."""
+    kind, fn = item[1]
+    module = fn.__module__.rpartition(".")[2]
+    rank = _OP_MODULES.index(module) if module in _OP_MODULES else len(_OP_MODULES)
+    return _KIND_ORDER[kind], rank, fn.__code__.co_firstlineno
+
+
 def registered_ops() -> dict[str, tuple[str, Callable]]:
-    """Op name -> (kind, function)."""
-    from bird_jax.augment import crops, device_ops, host_ops, mixup, randaugment
-
-    host = {
-        fn.__name__: fn
-        for fn in (
-            crops.random_resized_crop,
-            crops.resize,
-            crops.center_crop,
-            host_ops.flip_lr,
-            host_ops.median_blur,
-            host_ops.clahe,
-            host_ops.jpeg,
-            host_ops.posterize,
-            host_ops.edges,
-            randaugment.randaugment,
-        )
-    }
-    device = {
-        fn.__name__: fn
-        for fn in (
-            device_ops.brightness,
-            device_ops.contrast,
-            device_ops.saturation,
-            device_ops.hue,
-            device_ops.color_jitter,
-            device_ops.gaussian_noise,
-            device_ops.salt_pepper,
-            device_ops.grid_mask,
-            device_ops.random_erasing,
-        )
-    }
-    return {
-        **{name: (HOST, fn) for name, fn in host.items()},
-        **{name: (DEVICE, fn) for name, fn in device.items()},
-        "mixup": (BATCH, mixup.mix),
-    }
+    """Op name -> (kind, function): host ops, then device ops, then batch ops."""
+    for module in _OP_MODULES:
+        importlib.import_module(f"bird_jax.augment.{module}")
+    return dict(sorted(_REGISTRY.items(), key=_listing_order))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -220,7 +221,7 @@ def _check_op(op: Op) -> None:
         raise ValueError(f"Device op {op} changes the shape or dtype of its input: {out}.")
 
 
-def _check_host_size(ops: Sequence[Op], image_size: int) -> None:
+def check_host_size(ops: Sequence[Op], image_size: int) -> None:
     """The host ops, run in order on a dummy image, must end at image_size x image_size."""
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, _DUMMY_HOST_SHAPE, dtype=np.uint8)
@@ -254,9 +255,8 @@ def parse_pipeline(
 ) -> Pipeline:
     """Parses and checks a pipeline string (or a list of op strings)."""
     ops = parse_ops(spec, image_size=image_size, mean=mean, std=std)
-    order = {HOST: 0, DEVICE: 1, BATCH: 2}
     for before, after in zip(ops, ops[1:], strict=False):
-        if order[after.kind] < order[before.kind] or after.kind == before.kind == BATCH:
+        if _KIND_ORDER[after.kind] < _KIND_ORDER[before.kind] or after.kind == before.kind == BATCH:
             raise ValueError(
                 f"Op {after.name} ({after.kind}) cannot follow {before.name} ({before.kind}): a "
                 f"pipeline lists host ops, then device ops, then at most one batch op."
@@ -266,7 +266,7 @@ def parse_pipeline(
         device=tuple(op for op in ops if op.kind == DEVICE),
         batch=next((op for op in ops if op.kind == BATCH), None),
     )
-    _check_host_size(pipeline.host, image_size)
+    check_host_size(pipeline.host, image_size)
     return pipeline
 
 

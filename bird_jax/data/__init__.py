@@ -1,10 +1,10 @@
 """Input pipeline: dataset sources, Grain transforms, and device-placed train/eval batches."""
 
+from bird_jax.augment import preprocess_for_eval  # data.eval_pipeline on one image
 from bird_jax.data.images import load_image
 from bird_jax.data.info import DatasetInfo
 from bird_jax.data.pipeline import TrainIterator, eval_batches
 from bird_jax.data.sources import load_splits
-from bird_jax.data.transforms import preprocess_for_eval
 
 __all__ = [
     "DatasetInfo",

@@ -1,49 +1,30 @@
 """Per-image Grain transforms on records {'image': uint8 [H, W, 3], 'label': int32}.
 
-Train: the host half of data.train_pipeline (bird_jax.augment), e.g. random-resized-crop and flip.
-Eval: resize the shorter side to image_size / eval_crop_pct and centre-crop image_size (one PIL
-resize of the central box). Both stay uint8 — a quarter of float32's bytes to the device — and
-are normalised on the device. Random transforms draw from the per-record generator Grain derives
-from the seed and the record's position, so augmentation is reproducible.
+Train: the host half of data.train_pipeline (bird_jax.augment), e.g. random-resized-crop and flip,
+drawing from the per-record generator Grain derives from the seed and the record's position, so
+augmentation is reproducible. Eval: the host ops of data.eval_pipeline (bird_jax.augment.evaluation;
+by default resize the shorter side to image_size / 0.875 and keep the central image_size square),
+deterministic. Both stay uint8 — a quarter of float32's bytes to the device — and are normalised
+on the device.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-from collections.abc import Callable
 
 import grain
-import numpy as np
 
 from bird_jax import augment
-from bird_jax.augment.crops import center_crop, resampling
 
 
 def check_data_config(data_config) -> None:
-    """ValueError naming the key if an input setting is out of range."""
-    if not 0 < data_config.eval_crop_pct <= 1:
-        raise ValueError(f"data.eval_crop_pct must be in (0, 1], got {data_config.eval_crop_pct}.")
+    """ValueError naming the key if an input setting is out of range; data.eval_pipeline is
+    parsed here too, so a bad one stops training at start-up, not at the first evaluation."""
     if data_config.image_size <= 0:
         raise ValueError(f"data.image_size must be positive, got {data_config.image_size}.")
     if len(data_config.mean) != 3 or len(data_config.std) != 3 or min(data_config.std) <= 0:
         raise ValueError("data.mean and data.std need 3 values each, std positive.")
-    resampling(data_config.interpolation)
-
-
-def _eval_crop(data_config) -> Callable:
-    """The evaluation crop as a host op `(image, rng) -> image`."""
-    return functools.partial(
-        center_crop,
-        size=data_config.image_size,
-        crop_pct=data_config.eval_crop_pct,
-        interpolation=data_config.interpolation,
-    )
-
-
-def preprocess_for_eval(image: np.ndarray, data_config) -> np.ndarray:
-    """HxWx3 uint8 -> uint8 [image_size, image_size, 3], cropped exactly as in evaluation."""
-    return _eval_crop(data_config)(image, None)
+    augment.eval_pipeline(data_config)
 
 
 class DropUndecodable(grain.transforms.Filter):
@@ -54,13 +35,13 @@ class DropUndecodable(grain.transforms.Filter):
 
 
 @dataclasses.dataclass(frozen=True)
-class EvalCrop(grain.transforms.Map):
-    """preprocess_for_eval as a Grain transform."""
+class EvalHostOps(grain.transforms.Map):
+    """The host ops of data.eval_pipeline as a Grain transform (augment.preprocess_for_eval)."""
 
-    crop: Callable  # _eval_crop(data_config)
+    ops: tuple[augment.Op, ...]
 
     def map(self, record: dict) -> dict:
-        return {**record, "image": self.crop(record["image"], None)}
+        return {**record, "image": augment.apply_eval_ops(self.ops, record["image"])}
 
 
 def train_transforms(data_config) -> list:
@@ -72,6 +53,6 @@ def train_transforms(data_config) -> list:
 
 
 def eval_transforms(data_config) -> list:
-    """Decode guard, resize + centre crop (uint8 out)."""
+    """Decode guard, then the host ops of data.eval_pipeline (uint8 out)."""
     check_data_config(data_config)
-    return [DropUndecodable(), EvalCrop(_eval_crop(data_config))]
+    return [DropUndecodable(), EvalHostOps(augment.eval_pipeline(data_config).host)]
