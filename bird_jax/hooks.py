@@ -39,7 +39,7 @@ class InputImages:
         rows = gallery.preview_rows(config, self.info, config.data.train_split, seed=config.seed)
         cards = {"train/inputs": figures.image_grid(augmented)[None]}
         for index, (title, row_images) in enumerate(rows):
-            cards[f"augmentations/{index:02d} {title}"] = figures.image_grid(row_images)[None]
+            cards[f"augmentations/{index:02d}_{title}"] = figures.image_grid(row_images)[None]
         self.writer.write_images(step, cards)
 
 

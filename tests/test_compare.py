@@ -110,7 +110,7 @@ def test_split_test_reads_eval_test_json(runs):
 def test_write_report_writes_table_csv_and_plots(runs, tmp_path):
     rows = compare.compare(runs)
     paths = compare.write_report(rows, tmp_path / "out")
-    names = ["compare.md", "compare.csv", *compare.PLOTS]
+    names = ["report.md", "report.csv", *compare.PLOTS]
     assert [p.name for p in paths] == names and all(p.is_file() for p in paths)
     assert paths[0].read_text().strip() == compare.markdown_table(rows)
     with open(paths[1], newline="") as file:
@@ -133,7 +133,7 @@ def test_main_prints_and_writes_the_report(runs, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| a | lightweight_cnn | float32 | 1 | 2 |" in printed and "0.694 Wh (est.)" in printed
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["compare.md", "compare.csv", *compare.PLOTS]
+        ["report.md", "report.csv", *compare.PLOTS]
     )
 
 

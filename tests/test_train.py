@@ -51,11 +51,10 @@ def test_training_writes_reports_and_checkpoints(trained_run):
     for name in ("config.json", "labels.json", "eval_valid.json", "confusion_valid.csv",
                  "confusion_valid.png", "efficiency.json"):  # fmt: skip
         assert os.path.exists(os.path.join(workdir, name)), name
-    (events,) = [f for f in os.listdir(workdir) if f.startswith("events.out.tfevents")]
-    with open(os.path.join(workdir, events), "rb") as f:
-        logged = f.read()
-    for tag in (b"train/inputs", b"augmentations/00 original", b"valid/confusion_matrix",
-                b"valid/kwh", b"efficiency"):  # fmt: skip
+    events = [f for f in os.listdir(workdir) if f.startswith("events.out.tfevents")]
+    logged = b"".join(open(os.path.join(workdir, name), "rb").read() for name in events)
+    for tag in (b"train/inputs", b"augmentations/00_original", b"valid/confusion_matrix",
+                b"valid/kwh", b"efficiency", b"_hparams_/experiment"):  # fmt: skip
         assert tag in logged, tag
     state, _ = _final_state(tiny_config(), workdir)
     assert int(state.step) == TOTAL_STEPS
