@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -51,8 +52,8 @@ def test_training_writes_reports_and_checkpoints(trained_run):
     for name in ("config.json", "labels.json", "eval_valid.json", "confusion_valid.csv",
                  "confusion_valid.png", "efficiency.json"):  # fmt: skip
         assert os.path.exists(os.path.join(workdir, name)), name
-    events = [f for f in os.listdir(workdir) if f.startswith("events.out.tfevents")]
-    logged = b"".join(open(os.path.join(workdir, name), "rb").read() for name in events)
+    events = Path(workdir).glob("events.out.tfevents*")
+    logged = b"".join(path.read_bytes() for path in events)
     for tag in (b"train/inputs", b"augmentations/00_original", b"valid/confusion_matrix",
                 b"valid/kwh", b"efficiency", b"_hparams_/experiment"):  # fmt: skip
         assert tag in logged, tag
