@@ -84,9 +84,8 @@ def train_and_evaluate(
                 workdir=workdir,
                 writer=writer,
             )
-        energy = accounting.tracker.read().kwh
-        writer.write_scalars(step, {f"{config.data.eval_split}/kwh": energy})
         split = config.data.eval_split
+        writer.write_scalars(step, {f"{split}/kwh": accounting.kwh_so_far()})
         console.say(console.evaluation_line(split, step, results, clock.now() - started))
         return results
 

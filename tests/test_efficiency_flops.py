@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec
 
-from bird_jax import models
 from bird_jax.efficiency import flops
 
 B, N, M = 4, 32, 16
@@ -22,7 +21,7 @@ def _matmul(x, w):
 
 def test_dense_layer_counts_two_flops_per_multiply_add():
     # x[B, N] @ w[N, M]: B * M outputs, each N multiplies and N adds; XLA's count is exact.
-    assert flops.compiled_flops(_matmul, _random(B, N), _random(N, M)) == 2 * B * N * M
+    assert flops.step_cost(_matmul, _random(B, N), _random(N, M)).flops_per_device == 2 * B * N * M
 
 
 # Taps per spatial axis of a 3-wide kernel on 8 pixels: 'VALID' has 6 outputs that see 3 taps each;
@@ -39,7 +38,7 @@ def test_convolution_counts_the_taps_inside_the_image(padding, taps_per_axis):
     kernel = jax.ShapeDtypeStruct((k, k, c_in, c_out), jnp.float32)
     # 2 * B * H_out * W_out * k * k * C_in * C_out, with H_out * k taps per axis counted as above.
     expected = 2 * batch * taps_per_axis**2 * c_in * c_out
-    assert flops.compiled_flops(conv, images, kernel) == expected
+    assert flops.step_cost(conv, images, kernel).flops_per_device == expected
 
 
 def test_pmap_and_sharded_jit_report_per_device_flops():
@@ -60,36 +59,12 @@ def test_pmap_and_sharded_jit_report_per_device_flops():
     assert single == flops.StepCost(flops_per_device=per_device, num_devices=1)
 
 
-def _tiny_cnn_flops(batch: int) -> float | None:
-    model = models.create_model(
-        "lightweight_cnn",
-        num_classes=5,
-        stage_widths=(8, 8),
-        stage_depths=(1, 1),
-        stage_strides=(1, 2),
-        stage_expansions=(1, 2),
-        head_features=16,
-    )
-    image = jnp.zeros((1, 16, 16, 3), jnp.float32)
-    variables = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), image, train=False))
-    return flops.model_forward_flops(model, variables, image_size=16, batch=batch)
-
-
-def test_model_forward_flops_is_per_image():
-    one, four = _tiny_cnn_flops(1), _tiny_cnn_flops(4)
-    # More than the stride-2 stem alone: 8x8 outputs, 3x3x3 taps (a few fall on padding), 16 maps.
-    assert one > 2 * 8 * 8 * 3 * 3 * 3 * 16
-    assert four == pytest.approx(one, rel=0.01)
-
-
 @pytest.mark.parametrize("analysis", [None, {}, [], [{}], {"flops": -1.0}, [{"flops": -1.0}]])
 def test_no_usable_cost_analysis_gives_none(monkeypatch, analysis):
     monkeypatch.setattr(jax.stages.Compiled, "cost_analysis", lambda self: analysis)
     assert flops.step_cost(_matmul, _random(B, N), _random(N, M)) is None
-    assert flops.compiled_flops(_matmul, _random(B, N), _random(N, M)) is None
-    assert _tiny_cnn_flops(1) is None
 
 
 def test_list_form_of_older_jax_is_read(monkeypatch):
     monkeypatch.setattr(jax.stages.Compiled, "cost_analysis", lambda self: [{"flops": 7.0}])
-    assert flops.compiled_flops(_matmul, _random(B, N), _random(N, M)) == 7.0
+    assert flops.step_cost(_matmul, _random(B, N), _random(N, M)).flops_per_device == 7.0

@@ -48,7 +48,9 @@ def _start(workdir, devices: int, process_id: int = 0, num_processes: int = 1, p
     if num_processes > 1:
         command += [f"--coordinator_address=localhost:{port}", f"--num_processes={num_processes}",
                     f"--process_id={process_id}", "--distributed_timeout_s=20"]  # fmt: skip
-    return subprocess.Popen(command, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def _start_pair(workdir):
@@ -57,8 +59,8 @@ def _start_pair(workdir):
 
 
 def _finish(processes, timeout=300) -> list[tuple[int, str]]:
-    """(exit code, stderr) of each process."""
-    return [(p.wait(timeout=timeout), p.stderr.read()) for p in processes]
+    """(exit code, output) of each process."""
+    return [(p.wait(timeout=timeout), p.stdout.read()) for p in processes]
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +75,8 @@ def reference(tmp_path_factory):
 def test_two_processes_train_like_one_and_resume_after_sigterm(reference, tmp_path):
     started = time.monotonic()
     processes = _start_pair(tmp_path)
-    for line in processes[0].stderr:  # training is under way: preempt process 0 only
-        if "steps_per_sec" in line:
+    for line in processes[0].stdout:  # training is under way: preempt process 0 only
+        if "steps/s" in line:
             processes[0].send_signal(signal.SIGTERM)
             break
     stopped = _finish(processes)
@@ -104,8 +106,8 @@ def test_two_processes_train_like_one_and_resume_after_sigterm(reference, tmp_pa
 
 def test_a_dead_process_makes_the_other_fail_instead_of_hanging(tmp_path):
     processes = _start_pair(tmp_path)
-    for line in processes[1].stderr:  # (only process 0 reports progress)
-        if "Training from step" in line:
+    for line in processes[0].stdout:  # only process 0 prints progress
+        if "steps/s" in line:
             time.sleep(2)
             processes[1].kill()  # SIGKILL: no checkpoint, no goodbye
             break

@@ -1,4 +1,4 @@
-"""Efficiency accounting (issue 4): what a run costs in time, FLOPs, energy, CO2 and money.
+"""Efficiency accounting: what a run costs in time, FLOPs, energy, CO2 and money.
 
   timing.RunClock      wall time per phase (compile, train, eval, input-wait) and step p50/p90
   flops.step_cost      FLOPs of a compiled (pmapped) step from XLA's cost analysis, per device

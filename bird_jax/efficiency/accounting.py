@@ -126,6 +126,12 @@ class RunAccounting:
             "target": self.target,
         }
 
+    def kwh_so_far(self) -> float:
+        """Energy of the run until now: earlier segments' total plus this segment (this
+        process's devices or host)."""
+        earlier = self.previous.get("total", {}).get("kwh", 0.0) if self.start_step else 0.0
+        return earlier + self.tracker.read().kwh
+
     def record(self, step: int) -> dict[str, Any]:
         """Writes efficiency.json as of `step`: this segment so far, every earlier segment and
         their total. Called at every checkpoint, so a killed run keeps its cost up to its last

@@ -13,9 +13,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-import flax.linen as nn
 import jax
-import jax.numpy as jnp
 from absl import logging
 
 
@@ -51,25 +49,6 @@ def step_cost(fn: Callable, *args: Any, **kwargs: Any) -> StepCost | None:
     shardings = jax.tree.leaves((compiled.input_shardings, compiled.output_shardings))
     devices = {device for sharding in shardings for device in sharding.device_set}
     return StepCost(flops_per_device=flops, num_devices=max(len(devices), 1))
-
-
-def compiled_flops(fn: Callable, *args: Any, **kwargs: Any) -> float | None:
-    """FLOPs per device of one call of `fn` (see `step_cost`), or None when unavailable."""
-    cost = step_cost(fn, *args, **kwargs)
-    return None if cost is None else cost.flops_per_device
-
-
-def model_forward_flops(
-    model: nn.Module, variables: Any, image_size: int, batch: int = 1
-) -> float | None:
-    """FLOPs per image of one inference forward pass (`train=False`) on `batch` RGB images.
-
-    `variables` may be real arrays or their `jax.eval_shape` structure. Returns None when the
-    backend offers no cost analysis.
-    """
-    images = jax.ShapeDtypeStruct((batch, image_size, image_size, 3), jnp.float32)
-    flops = compiled_flops(lambda v, x: model.apply(v, x, train=False), variables, images)
-    return None if flops is None else flops / batch
 
 
 def _flops(cost_analysis: Any) -> float | None:
