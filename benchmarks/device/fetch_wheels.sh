@@ -3,19 +3,20 @@
 #
 # Run once, here, where PyPI is reachable:   bash benchmarks/device/fetch_wheels.sh
 # The device image already has JAX 0.11 (CUDA 13), flax, optax, orbax, chex, numpy, protobuf,
-# torch, timm, tensorboard, opencv, scikit-learn, nvidia-ml-py, pytest (the list is in
-# benchmarks/device/README.md). These are only what bird_jax imports and the image lacks, pinned to
+# torch, timm, tensorboard, opencv, scikit-learn, nvidia-ml-py, pytest (all of it in
+# image_packages.txt). These are only what bird_jax imports and the image lacks, pinned to
 # the versions the project's venv is tested with; none of them replaces a package of the image.
 # `check.sh` installs them with `pip install --no-deps --target /tmp/site` on the device.
 set -euo pipefail
 
 PIP="${PYTHON:-python3} -m pip"
+cd "$(dirname "$0")"
 ROOT="$(git rev-parse --show-toplevel)"
 DEST="$ROOT/.whl"
 EXCLUDE="$(git rev-parse --path-format=absolute --git-common-dir)/info/exclude"
 
 # name==version: bird_jax's own imports, then what they import at start-up (checked with
-# benchmarks/device/emulate_image.py). tensorflow-datasets only for `tfds.data_source`.
+# `check.sh --dry_run --emulate_image`). tensorflow-datasets only for `tfds.data_source`.
 WHEELS=(
   grain==0.2.18 array-record==0.8.6 portpicker==1.6.0        # input pipeline
   clu==0.0.12 ml-collections==1.1.0 tensorboardX==2.6.5       # metrics, configs, writers
