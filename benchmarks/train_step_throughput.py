@@ -65,7 +65,8 @@ if str(_REPO_ROOT) not in sys.path:  # `configs` is a folder of the repository, 
     sys.path.insert(0, str(_REPO_ROOT))
 
 from bird_jax import config as defaults  # noqa: E402
-from bird_jax import data, experiment, train_step  # noqa: E402
+from bird_jax import experiment  # noqa: E402
+from bird_jax.devices import replicate, to_devices  # noqa: E402
 from bird_jax.efficiency import flops, hardware  # noqa: E402
 
 _MODELS = flags.DEFINE_list("models", ["vgg16", "lightweight_cnn", "convnext_tiny"], "Models.")
@@ -214,7 +215,7 @@ def build_step(config: Any) -> tuple[Callable, Any, int]:
     )
     num_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(exp.state.params))
     p_step = experiment.pmapped_train_step(config, exp)  # what bird_jax.train runs
-    return p_step, train_step.replicate(exp.state), num_params
+    return p_step, replicate(exp.state), num_params
 
 
 def device_batch(batch_size: int, image_size: int, seed: int = 0) -> dict[str, jax.Array]:
@@ -230,7 +231,7 @@ def device_batch(batch_size: int, image_size: int, seed: int = 0) -> dict[str, j
         "image": rng.integers(0, 256, (batch_size, image_size, image_size, 3), dtype=np.uint8),
         "label": rng.integers(0, _NUM_CLASSES.value, batch_size, dtype=np.int32),
     }
-    return data.to_devices(host)  # the input pipeline's own placement
+    return to_devices(host)  # the input pipeline's own placement
 
 
 def run_steps(p_step: Callable, state: Any, batch: dict, num_steps: int) -> tuple[Any, float]:
