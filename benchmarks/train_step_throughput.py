@@ -213,9 +213,10 @@ def build_step(config: Any) -> tuple[Callable, Any, int]:
         class_names=[str(i) for i in range(_NUM_CLASSES.value)],
         num_train_examples=_NUM_TRAIN_EXAMPLES,
     )
-    num_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(exp.state.params))
+    state = exp.init_state()
+    num_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
     p_step = experiment.pmapped_train_step(config, exp)  # what bird_jax.train runs
-    return p_step, replicate(exp.state), num_params
+    return p_step, replicate(state), num_params
 
 
 def device_batch(batch_size: int, image_size: int, seed: int = 0) -> dict[str, jax.Array]:

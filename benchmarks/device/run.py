@@ -737,6 +737,9 @@ def write_summary(summary: dict[str, Any], args) -> str:
             body += [f"## {title}", "", f"Not run: {part['skipped']}", ""]
         else:
             body += section(part) + [""]
+        if part.get("status") == "FAILED":  # the reply's output tail shows why, without fetching
+            log = Path(args.out) / f"{name}.log"
+            body += [f"Last lines of {log.name}:", "", "```", tail(log, 12), "```", ""]
     body += energy_section(summary)
     text = "\n".join(head + body) + "\n"
     (Path(args.out) / "summary.md").write_text(text)
