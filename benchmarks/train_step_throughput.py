@@ -65,7 +65,8 @@ if str(_REPO_ROOT) not in sys.path:  # `configs` is a folder of the repository, 
     sys.path.insert(0, str(_REPO_ROOT))
 
 from bird_jax import config as defaults  # noqa: E402
-from bird_jax import data, experiment, train_step  # noqa: E402
+from bird_jax import experiment  # noqa: E402
+from bird_jax.devices import replicate, to_devices  # noqa: E402
 from bird_jax.efficiency import flops, hardware  # noqa: E402
 
 _MODELS = flags.DEFINE_list("models", ["vgg16", "lightweight_cnn", "convnext_tiny"], "Models.")
@@ -88,6 +89,13 @@ _TORCH_THREADS = flags.DEFINE_integer(
     "torch_threads", 0, "torch.set_num_threads of the torch side; 0: all usable cores."
 )
 _OUT = flags.DEFINE_string("out", None, "Append the Markdown report (and JSON lines) here.")
+_MAX_SECONDS = flags.DEFINE_float(
+    "max_seconds",
+    0.0,
+    "Time budget: a configuration is started only if the seconds elapsed plus its estimate (the "
+    "same model's last configuration, else the median so far) stay within it; the rest are listed "
+    "as not run. 0: no limit.",
+)
 
 _NUM_TRAIN_EXAMPLES = 10_000  # only shapes the learning-rate schedule
 _VERSIONED_PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy")
@@ -205,9 +213,10 @@ def build_step(config: Any) -> tuple[Callable, Any, int]:
         class_names=[str(i) for i in range(_NUM_CLASSES.value)],
         num_train_examples=_NUM_TRAIN_EXAMPLES,
     )
-    num_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(exp.state.params))
+    state = exp.init_state()
+    num_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
     p_step = experiment.pmapped_train_step(config, exp)  # what bird_jax.train runs
-    return p_step, train_step.replicate(exp.state), num_params
+    return p_step, replicate(state), num_params
 
 
 def device_batch(batch_size: int, image_size: int, seed: int = 0) -> dict[str, jax.Array]:
@@ -223,7 +232,7 @@ def device_batch(batch_size: int, image_size: int, seed: int = 0) -> dict[str, j
         "image": rng.integers(0, 256, (batch_size, image_size, image_size, 3), dtype=np.uint8),
         "label": rng.integers(0, _NUM_CLASSES.value, batch_size, dtype=np.int32),
     }
-    return data.to_devices(host)  # the input pipeline's own placement
+    return to_devices(host)  # the input pipeline's own placement
 
 
 def run_steps(p_step: Callable, state: Any, batch: dict, num_steps: int) -> tuple[Any, float]:
@@ -382,10 +391,32 @@ def markdown_table(rows: list[tuple[dict[str, Any], dict[str, Any] | None]]) -> 
     return lines
 
 
+class TimeBudget:
+    """Decides whether one more configuration fits in `max_seconds` (0: always)."""
+
+    def __init__(self, max_seconds: float):
+        self.max_seconds = max_seconds
+        self.start = time.perf_counter()
+        self.durations: dict[str, list[float]] = {}
+
+    def allows(self, model_name: str) -> bool:
+        if not self.max_seconds:
+            return True
+        same_model = self.durations.get(model_name)
+        every = [d for durations in self.durations.values() for d in durations]
+        estimate = same_model[-1] if same_model else statistics.median(every) if every else 0.0
+        return time.perf_counter() - self.start + estimate <= self.max_seconds
+
+    def spent(self, model_name: str, seconds: float) -> None:
+        self.durations.setdefault(model_name, []).append(seconds)
+
+
 def check_flags(accums: list[int]) -> None:
     """Rejects settings that would time nothing or would not split across devices."""
     if _WARMUP.value < 1:
         raise app.UsageError("--warmup must be >= 1: the first step compiles.")
+    if _MAX_SECONDS.value < 0:
+        raise app.UsageError("--max_seconds must be >= 0 (0: no limit).")
     if _REPEATS.value < 1 or _STEPS_PER_REPEAT.value < 1:
         raise app.UsageError("--repeats and --steps_per_repeat must be >= 1.")
     per_device, remainder = divmod(_BATCH_SIZE.value, jax.local_device_count())
@@ -410,21 +441,32 @@ def main(argv: list[str]) -> None:
     peaks = {precision: hardware.peak_flops(device, precision) for precision in _PRECISIONS.value}
     header = report_header(sizes, accums, torch_info, peaks)
     print("\n".join(header), flush=True)
-    rows, records = [], []
+    rows, records, not_run = [], [], []
+    budget = TimeBudget(_MAX_SECONDS.value)
     for image_size in sizes:
         batch = device_batch(_BATCH_SIZE.value, image_size)
         for grad_accum in accums:
             for model_name in _MODELS.value:
                 for precision in _PRECISIONS.value:
+                    name = f"{model_name}/{precision}/{image_size}px/accum {grad_accum}"
+                    if not budget.allows(model_name):
+                        logging.warning("%s: not run, --max_seconds would be exceeded.", name)
+                        not_run.append(name)
+                        continue
+                    start = time.perf_counter()
                     peak = peaks[precision]
                     ours = benchmark(model_name, precision, image_size, grad_accum, batch, peak)
+                    records.append(ours)  # printed at once: kept by a caller that stops us
+                    print(json.dumps(ours), file=sys.stderr, flush=True)
                     torch = None if torch_info is None else benchmark_torch(ours, peak)
+                    if torch is not None:
+                        records.append(torch)
+                        print(json.dumps(torch), file=sys.stderr, flush=True)
                     rows.append((ours, torch))
-                    for record in (ours, torch):
-                        if record is not None:
-                            records.append(record)
-                            print(json.dumps(record), file=sys.stderr, flush=True)
+                    budget.spent(model_name, time.perf_counter() - start)
     report = [*header, f"- Load average at end: {load_average()}", "", *markdown_table(rows)]
+    if not_run:
+        report += ["", f"Not run (--max_seconds={_MAX_SECONDS.value:g}): {', '.join(not_run)}."]
     raw = ["", "<details><summary>Raw results (JSON lines)</summary>", "", "```json"]
     raw += [json.dumps(r) for r in records] + ["```", "", "</details>", ""]
     print("\n" + "\n".join(report[len(header) :]))

@@ -1,4 +1,8 @@
-"""Test setup: 8 fake CPU devices for pmap, and absl flags marked parsed for Grain workers."""
+"""Test setup: 8 fake CPU devices for pmap, and absl flags marked parsed for Grain workers.
+
+JAX_PLATFORMS defaults to cpu. `benchmarks/device/check.sh` runs the GPU-relevant tests with
+JAX_PLATFORMS=cuda, where the fake-device flag (it only touches the host platform) changes nothing.
+"""
 
 import os
 
