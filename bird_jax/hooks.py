@@ -37,9 +37,10 @@ class InputImages:
             config.seed,
         )
         rows = gallery.preview_rows(config, self.info, config.data.train_split, seed=config.seed)
-        cards = {"train/inputs": figures.image_grid(augmented)[None]}
+        # "visual" sorts after "train" and "valid": TensorBoard opens on the curves.
+        cards = {"visual/0_first_batch": figures.image_grid(augmented)[None]}
         for index, (title, row_images) in enumerate(rows):
-            cards[f"augmentations/{index:02d}_{title}"] = figures.image_grid(row_images)[None]
+            cards[f"visual/{index + 1:02d}_{title}"] = figures.image_grid(row_images)[None]
         self.writer.write_images(step, cards)
 
 

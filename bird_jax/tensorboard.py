@@ -10,6 +10,7 @@ from typing import Any
 import ml_collections
 from tensorboardX import FileWriter
 from tensorboardX import summary as tbx_summary
+from tensorboardX.proto.plugin_hparams_pb2 import HParamsPluginData
 
 from bird_jax.precision import resolve
 
@@ -22,16 +23,16 @@ def _ops(pipeline: str) -> str:
 
 
 def hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    """The settings compared across runs, as HParams columns."""
+    """The settings compared across runs, as HParams columns, most telling first."""
     return {
         "model": config.model_name,
+        "lr": config.lr,
+        "batch_size": config.batch_size,
+        "precision": resolve(config.precision),
+        "augmentation": _ops(config.data.train_pipeline),
+        "grad_accum_steps": config.grad_accum_steps,
         "data": config.data.name if config.data.source != "folder" else config.data.root,
         "image_size": config.data.image_size,
-        "batch_size": config.batch_size,
-        "lr": config.lr,
-        "precision": resolve(config.precision),
-        "grad_accum_steps": config.grad_accum_steps,
-        "augmentation": _ops(config.data.train_pipeline),
         "label_smoothing": config.label_smoothing,
         "ema_decay": config.ema_decay,
         "seed": config.seed,
@@ -44,9 +45,20 @@ def metric_tags(eval_split: str) -> tuple[str, ...]:
 
 
 def write_hparams(logdir: str, config: ml_collections.ConfigDict) -> None:
-    """Writes the hparams experiment (columns and metrics) and this run's session record."""
+    """Writes the hparams experiment (columns and metrics) and this run's session record.
+
+    TensorBoard orders the columns by name and shows the first five: each is named with its
+    rank ('00_model') and displayed by its plain name, so the telling ones come first.
+    """
+    settings = hparams(config)
+    ranked = {f"{rank:02d}_{name}": value for rank, (name, value) in enumerate(settings.items())}
     metrics = {tag: 0.0 for tag in metric_tags(config.data.eval_split)}
-    experiment, session_start, _ = tbx_summary.hparams(hparams(config), metrics)
+    experiment, session_start, _ = tbx_summary.hparams(ranked, metrics)
+    plugin_data = experiment.value[0].metadata.plugin_data
+    content = HParamsPluginData.FromString(plugin_data.content)
+    for info in content.experiment.hparam_infos:
+        info.display_name = info.name.split("_", 1)[1]
+    plugin_data.content = content.SerializeToString()
     writer = FileWriter(logdir, filename_suffix=".hparams")
     writer.add_summary(experiment)
     writer.add_summary(session_start)

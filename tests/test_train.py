@@ -54,7 +54,7 @@ def test_training_writes_reports_and_checkpoints(trained_run):
         assert os.path.exists(os.path.join(workdir, name)), name
     events = Path(workdir).glob("events.out.tfevents*")
     logged = b"".join(path.read_bytes() for path in events)
-    for tag in (b"train/inputs", b"augmentations/00_original", b"valid/confusion_matrix",
+    for tag in (b"visual/0_first_batch", b"visual/01_original", b"valid/confusion_matrix",
                 b"valid/kwh", b"efficiency", b"_hparams_/experiment"):  # fmt: skip
         assert tag in logged, tag
     state, _ = _final_state(tiny_config(), workdir)
