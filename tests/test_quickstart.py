@@ -4,7 +4,7 @@ from bird_jax import train
 from configs import quickstart
 
 
-def test_quickstart_reaches_stated_accuracy(tmp_path):
+def test_quickstart_reaches_stated_accuracy(tmp_path, optimized_compiles):
     config = quickstart.get_config()
     config.log_input_grid = False
     config.eval_every_steps = 10_000  # once, at the end: the accuracy is what is tested
