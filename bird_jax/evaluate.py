@@ -123,7 +123,7 @@ def evaluate_checkpoint(
     writer = create_writer(str(workdir.eval_log_dir(split)), just_logging=jax.process_index() > 0)
     results = evaluate_and_report(
         make_eval_step(model, info.num_classes, config.data),
-        replicate(experiment.eval_variables(restored)),
+        replicate(experiment.eval_variables(config, restored)),
         info,
         config,
         split,

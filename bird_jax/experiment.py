@@ -13,7 +13,7 @@ import jax
 import ml_collections
 import optax
 
-from bird_jax import augment, models, optim
+from bird_jax import augment, models, optim, train_step
 from bird_jax.precision import get_policy
 from bird_jax.train_step import TrainState, create_train_state, make_train_step
 
@@ -44,12 +44,14 @@ def abstract_variables(config: ml_collections.ConfigDict, model: nn.Module) -> d
     return template
 
 
-def eval_variables(restored: dict) -> dict:
-    """`model.apply` variables from `restore_variables`' result: EMA params if restored."""
-    variables = {"params": restored.get("ema_params", restored["params"])}
-    if "batch_stats" in restored:
-        variables["batch_stats"] = restored["batch_stats"]
-    return variables
+def eval_variables(config: ml_collections.ConfigDict, restored: dict) -> dict:
+    """`model.apply` variables from what `restore_variables` read into `abstract_variables`."""
+    return train_step.eval_variables(
+        restored["params"],
+        restored.get("batch_stats"),
+        restored.get("ema_params"),
+        use_ema=config.eval_with_ema,
+    )
 
 
 @dataclasses.dataclass(frozen=True)

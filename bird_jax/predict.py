@@ -42,7 +42,7 @@ class Predictor:
         ckpts.close()
         if restored is None:
             raise FileNotFoundError(f"No checkpoint in {workdir}: train the run first.")
-        self.variables = experiment.eval_variables(restored)
+        self.variables = experiment.eval_variables(self.config, restored)
         mean, std = tuple(self.config.data.mean), tuple(self.config.data.std)
         self._apply = jax.jit(
             lambda variables, images: model.apply(

@@ -37,13 +37,18 @@ class TrainState(flax.struct.PyTreeNode):
     rng: jax.Array  # raw uint32 key: fold_in(step) gives each step its randomness
 
     def eval_variables(self, use_ema: bool) -> dict:
-        """Variables for `model.apply` in evaluation: EMA or raw params, plus BatchNorm stats."""
-        if use_ema and not self.ema_params:
-            raise ValueError("eval_with_ema=True needs ema_decay > 0 during training.")
-        variables = {"params": self.ema_params if use_ema else self.params}
-        if self.batch_stats:
-            variables["batch_stats"] = self.batch_stats
-        return variables
+        """Variables for `model.apply` in evaluation (see `eval_variables`)."""
+        return eval_variables(self.params, self.batch_stats, self.ema_params, use_ema)
+
+
+def eval_variables(params: Any, batch_stats: Any, ema_params: Any, use_ema: bool) -> dict:
+    """Variables for `model.apply` in evaluation: EMA or raw params, plus BatchNorm stats."""
+    if use_ema and not ema_params:
+        raise ValueError("eval_with_ema=True needs ema_decay > 0 during training.")
+    variables = {"params": ema_params if use_ema else params}
+    if batch_stats:
+        variables["batch_stats"] = batch_stats
+    return variables
 
 
 def create_train_state(
