@@ -18,6 +18,7 @@ from typing import Any
 from absl import app, flags
 
 from bird_jax import cli
+from bird_jax.config import pipeline_ops
 from bird_jax.workdir import NotARunError, Workdir, file_stem, read_json
 
 FLAGS = flags.FLAGS
@@ -66,16 +67,6 @@ def _read_config(run: Workdir) -> dict:
     return config
 
 
-def augmentation_ops(spec: str | Sequence[str] | None) -> str | None:
-    """A train_pipeline by op names only: 'random_resized_crop(scale=(0.35, 1))|flip_lr' ->
-    'random_resized_crop + flip_lr'; 'none' for an empty pipeline."""
-    if spec is None:
-        return None
-    parts = spec.split("|") if isinstance(spec, str) else spec
-    names = [part.split("(")[0].strip() for part in parts if part.strip()]
-    return " + ".join(names) or "none"
-
-
 def load_run(workdir: str | Path, split: str | None = None) -> dict[str, Any]:
     """One flat row of a run: settings, `split`'s accuracy and macro-F1, and its efficiency.
 
@@ -94,7 +85,7 @@ def load_run(workdir: str | Path, split: str | None = None) -> dict[str, Any]:
         "precision": efficiency.get("precision") or config.get("precision"),
         "accumulation": config.get("grad_accum_steps"),
         "prefetch": _get(config, "data.prefetch"),
-        "augmentation": augmentation_ops(_get(config, "data.train_pipeline")),
+        "augmentation": pipeline_ops(_get(config, "data.train_pipeline")),
         "split": split,
         "steps": _run_total(efficiency, "trained_steps", "trained_steps"),
         "accuracy": evaluation.get("accuracy"),

@@ -4,6 +4,8 @@ They live in the installed package, so a config file (`configs/quickstart.py` or
 own project) loads from any folder: it imports `bird_jax.config` and overrides a few fields.
 """
 
+from collections.abc import Sequence
+
 import ml_collections
 
 # ConvNeXt sizes and their drop-path rates in the official recipe.
@@ -51,6 +53,16 @@ def study_pipeline(names=tuple(STUDY_OPS)) -> str:
     if unknown:
         raise ValueError(f"Unknown study augmentation(s) {unknown}; known: {list(STUDY_OPS)}.")
     return "|".join([STUDY_BASE, *(STUDY_OPS[name] for name in STUDY_OPS if name in names)])
+
+
+def pipeline_ops(spec: str | Sequence[str] | None) -> str | None:
+    """A train_pipeline by op names only: 'random_resized_crop(scale=(0.35, 1))|flip_lr' ->
+    'random_resized_crop + flip_lr'; 'none' for an empty pipeline."""
+    if spec is None:
+        return None
+    parts = spec.split("|") if isinstance(spec, str) else spec
+    names = [part.split("(")[0].strip() for part in parts if part.strip()]
+    return " + ".join(names) or "none"
 
 
 def get_config() -> ml_collections.ConfigDict:

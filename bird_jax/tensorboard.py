@@ -12,14 +12,8 @@ from tensorboardX import FileWriter
 from tensorboardX import summary as tbx_summary
 from tensorboardX.proto.plugin_hparams_pb2 import HParamsPluginData
 
+from bird_jax.config import pipeline_ops
 from bird_jax.precision import resolve
-
-
-def _ops(pipeline: str) -> str:
-    """A pipeline string by op names: 'random_resized_crop(...)|flip_lr' -> 'random_resized_crop
-    + flip_lr'."""
-    names = [part.split("(")[0].strip() for part in pipeline.split("|") if part.strip()]
-    return " + ".join(names) or "none"
 
 
 def hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -29,7 +23,7 @@ def hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
         "lr": config.lr,
         "batch_size": config.batch_size,
         "precision": resolve(config.precision),
-        "augmentation": _ops(config.data.train_pipeline),
+        "augmentation": pipeline_ops(config.data.train_pipeline),
         "grad_accum_steps": config.grad_accum_steps,
         "data": config.data.name if config.data.source != "folder" else config.data.root,
         "image_size": config.data.image_size,
