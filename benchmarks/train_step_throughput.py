@@ -65,7 +65,7 @@ if str(_REPO_ROOT) not in sys.path:  # `configs` is a folder of the repository, 
     sys.path.insert(0, str(_REPO_ROOT))
 
 from bird_jax import config as defaults  # noqa: E402
-from bird_jax import data, experiment, train_step  # noqa: E402
+from bird_jax import devices, experiment  # noqa: E402
 from bird_jax.efficiency import flops, hardware  # noqa: E402
 
 _MODELS = flags.DEFINE_list("models", ["vgg16", "lightweight_cnn", "convnext_tiny"], "Models.")
@@ -205,9 +205,10 @@ def build_step(config: Any) -> tuple[Callable, Any, int]:
         class_names=[str(i) for i in range(_NUM_CLASSES.value)],
         num_train_examples=_NUM_TRAIN_EXAMPLES,
     )
-    num_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(exp.state.params))
+    state = exp.init_state()
+    num_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
     p_step = experiment.pmapped_train_step(config, exp)  # what bird_jax.train runs
-    return p_step, train_step.replicate(exp.state), num_params
+    return p_step, devices.replicate(state), num_params
 
 
 def device_batch(batch_size: int, image_size: int, seed: int = 0) -> dict[str, jax.Array]:
@@ -223,7 +224,7 @@ def device_batch(batch_size: int, image_size: int, seed: int = 0) -> dict[str, j
         "image": rng.integers(0, 256, (batch_size, image_size, image_size, 3), dtype=np.uint8),
         "label": rng.integers(0, _NUM_CLASSES.value, batch_size, dtype=np.int32),
     }
-    return data.to_devices(host)  # the input pipeline's own placement
+    return devices.to_devices(host)  # the input pipeline's own placement
 
 
 def run_steps(p_step: Callable, state: Any, batch: dict, num_steps: int) -> tuple[Any, float]:
