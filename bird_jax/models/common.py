@@ -1,5 +1,6 @@
 """Pieces shared by the model families: initializers, argument checks and the classifier."""
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -56,28 +57,80 @@ def global_average_pool(x: jax.Array) -> jax.Array:
     return jnp.mean(x.astype(jnp.float32), axis=(1, 2))
 
 
-def _depthwise_shift_and_add(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
-    """Depthwise conv of pre-padded x as a sum of k*k strided slices times kernel[i, j]."""
+def _window(x: jax.Array, i: int, j: int, out_h: int, out_w: int, stride: int) -> jax.Array:
+    """x[:, i::stride, j::stride, :] cut to [N, out_h, out_w, C]."""
+    limit = (x.shape[0], i + (out_h - 1) * stride + 1, j + (out_w - 1) * stride + 1, x.shape[3])
+    return jax.lax.slice(x, (0, i, j, 0), limit, (1, stride, stride, 1))
+
+
+def _shift_and_add(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+    """Depthwise conv of pre-padded x [N, H, W, C] by kernel [k, k, C]: k*k scaled windows."""
     k = kernel.shape[0]
     out_h = (x.shape[1] - k) // stride + 1
     out_w = (x.shape[2] - k) // stride + 1
     out = None
     for i in range(k):
         for j in range(k):
-            window = jax.lax.slice(
-                x,
-                (0, i, j, 0),
-                (
-                    x.shape[0],
-                    i + (out_h - 1) * stride + 1,
-                    j + (out_w - 1) * stride + 1,
-                    x.shape[3],
-                ),
-                (1, stride, stride, 1),
-            )
-            term = window * kernel[i, j]
+            term = _window(x, i, j, out_h, out_w, stride) * kernel[i, j]
             out = term if out is None else out + term
     return out
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _depthwise_shift_and_add(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+    """`_shift_and_add` with a hand-written backward pass (the same math as autodiff's).
+
+    Autodiff keeps each of the k*k windows as a residual for the kernel's gradient; XLA:CPU then
+    writes every window out in the forward pass (recomputing the producer of x into each) and
+    reads them back in the backward pass. Here the only residual is x itself, and the kernel's
+    gradient is summed in a form XLA:CPU computes in one pass (`_sums_over_width`).
+    """
+    return _shift_and_add(x, kernel, stride)
+
+
+def _depthwise_forward(x, kernel, stride):
+    return _shift_and_add(x, kernel, stride), (x, kernel)
+
+
+def _sums_over_width(terms: list[jax.Array]) -> list[jax.Array]:
+    """Per-channel sums of [N, H, W, C] terms: one variadic reduction over W, then over N, H.
+
+    XLA:CPU computes the first reduction in one loop over the windows, reading them in place;
+    separate `jnp.sum`s go to a reduction library that needs each window written out first
+    (5-10x slower at 112 px). The second reduction is over a W-times smaller array.
+    """
+    terms = [t.astype(jnp.float32) for t in terms]  # bfloat16: accumulate in float32
+    zeros = [jnp.zeros((), jnp.float32)] * len(terms)
+    add = lambda a, b: [u + v for u, v in zip(a, b, strict=True)]
+    rows = jax.lax.reduce(terms, zeros, add, (2,))
+    return [jnp.sum(row, axis=(0, 1)) for row in rows]
+
+
+def _depthwise_backward(stride, residuals, grad):
+    x, kernel = residuals
+    k = kernel.shape[0]
+    _, out_h, out_w, _ = grad.shape
+    # Kernel gradient: sum over pixels of each window times grad; all k*k sums in one loop for
+    # a 3x3 kernel, one loop per kernel row for larger ones (ConvNeXt's 7x7).
+    group = k * k if k <= 3 else k
+    windows = [(i, j) for i in range(k) for j in range(k)]
+    sums = []
+    for start in range(0, k * k, group):
+        taps = windows[start : start + group]
+        sums += _sums_over_width([_window(x, i, j, out_h, out_w, stride) * grad for i, j in taps])
+    kernel_grad = jnp.stack(sums).reshape(k, k, -1).astype(kernel.dtype)
+    # Input gradient: each window's transpose scatters grad * kernel[i, j] back into x's shape.
+    x_grad = None
+    for i, j in windows:
+        high_h = x.shape[1] - i - (out_h - 1) * stride - 1
+        high_w = x.shape[2] - j - (out_w - 1) * stride - 1
+        padding = ((0, 0, 0), (i, high_h, stride - 1), (j, high_w, stride - 1), (0, 0, 0))
+        term = jax.lax.pad(grad * kernel[i, j], jnp.zeros((), grad.dtype), padding)
+        x_grad = term if x_grad is None else x_grad + term
+    return x_grad, kernel_grad
+
+
+_depthwise_shift_and_add.defvjp(_depthwise_forward, _depthwise_backward)
 
 
 class DepthwiseConv(nn.Module):
@@ -120,4 +173,32 @@ class DepthwiseConv(nn.Module):
                 dimension_numbers=("NHWC", "HWIO", "NHWC"),
                 feature_group_count=channels,
             )
+        return y + bias if bias is not None else y
+
+
+class PointwiseConv(nn.Module):
+    """1x1 convolution with the parameters of `nn.Conv(features, (1, 1))`, computed as a matmul.
+
+    The kernel keeps nn.Conv's [1, 1, in, out] shape, so checkpoints are interchangeable. As a
+    dot over the channel axis its kernel gradient is one matmul over all pixels; as a
+    convolution, XLA:CPU computes it as a convolution of transposed copies of the activations.
+    """
+
+    features: int
+    use_bias: bool = True
+    kernel_init: Any = nn.initializers.lecun_normal()
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        shape = (1, 1, x.shape[-1], self.features)
+        kernel = self.param("kernel", self.kernel_init, shape, self.param_dtype)
+        bias = (
+            self.param("bias", nn.initializers.zeros, (self.features,), self.param_dtype)
+            if self.use_bias
+            else None
+        )
+        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+        y = jax.lax.dot_general(x, kernel[0, 0], (((x.ndim - 1,), (0,)), ((), ())))
         return y + bias if bias is not None else y
