@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from bird_jax import models
-from bird_jax.models.common import DepthwiseConv, PointwiseConv
+from bird_jax.models import lightweight
+from bird_jax.models.common import BatchNorm, DepthwiseConv, PointwiseConv
 from bird_jax.models.convnext import drop_path, drop_path_rates
 
 NUM_CLASSES = 7
@@ -97,7 +98,7 @@ def test_bfloat16_compute_with_float32_params_and_logits(name):
     model = models.create_model(name, num_classes=NUM_CLASSES, dtype=jnp.bfloat16)
     x = jnp.zeros((2, 32, 32, 3))
     variables = jax.eval_shape(model.init, key(0), x)
-    layers = (nn.Conv, nn.Dense, nn.BatchNorm, nn.LayerNorm)
+    layers = (nn.Conv, nn.Dense, nn.BatchNorm, nn.LayerNorm, DepthwiseConv, PointwiseConv)
     logits, state = jax.eval_shape(
         lambda v, x: model.apply(
             v,
@@ -256,8 +257,7 @@ def test_depthwise_conv_matches_grouped_convolution(kernel_size, strides, paddin
 
 def test_pointwise_conv_is_a_1x1_conv_with_the_same_parameters():
     x = jax.random.normal(jax.random.key(0), (2, 5, 6, 8))
-    pointwise = PointwiseConv(12)
-    conv = nn.Conv(12, (1, 1))
+    pointwise, conv = PointwiseConv(12), nn.Conv(12, (1, 1))
     variables = pointwise.init(jax.random.key(1), x)
     # Same names, shapes and initial values as nn.Conv: checkpoints are interchangeable.
     jax.tree.map(np.testing.assert_array_equal, variables, conv.init(jax.random.key(1), x))
@@ -268,6 +268,46 @@ def test_pointwise_conv_is_a_1x1_conv_with_the_same_parameters():
     )
 
 
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_batch_norm_matches_flax(dtype):
+    x = (3.0 * jax.random.normal(jax.random.key(0), (4, 5, 6, 8)) + 1.0).astype(dtype)
+    kwargs = dict(momentum=0.9, epsilon=1e-5, dtype=dtype, param_dtype=jnp.float32)
+    ours, flax_bn = BatchNorm(use_running_average=False, **kwargs), nn.BatchNorm(**kwargs)
+    variables = ours.init(key(1), x)
+    jax.tree.map(np.testing.assert_array_equal, variables, flax_bn.init(key(1), x, False))
+    params = jax.tree.map(lambda p: p + jax.random.normal(key(2), p.shape), variables["params"])
+    weights = jax.random.normal(jax.random.key(3), x.shape)
+
+    def train_and_eval(apply):
+        def loss(params, x):
+            y, updates = apply({**variables, "params": params}, x, False)
+            return jnp.sum(y.astype(jnp.float32) * weights), (y, updates)
+
+        grads, (y, updates) = jax.grad(loss, argnums=(0, 1), has_aux=True)(params, x)
+        return y, updates, grads, apply({**variables, "params": params}, x, True)
+
+    def flax_apply(v, x, eval_mode):
+        if eval_mode:
+            return flax_bn.apply(v, x, True)
+        return flax_bn.apply(v, x, False, mutable=["batch_stats"])
+
+    def our_apply(v, x, eval_mode):
+        if eval_mode:
+            return ours.clone(use_running_average=True).apply(v, x)
+        return ours.apply(v, x, mutable=["batch_stats"])
+
+    got, expected = train_and_eval(our_apply), train_and_eval(flax_apply)
+    input_grad = "[2][1]"  # (y, stats, (param grads, input grad), eval y): one bfloat16 ulp
+    for (path, a), b in zip(
+        jax.tree_util.tree_leaves_with_path(got), jax.tree.leaves(expected), strict=True
+    ):
+        assert a.dtype == b.dtype, path
+        a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+        one_ulp = dtype == jnp.bfloat16 and jax.tree_util.keystr(path) == input_grad
+        tolerance = 2.0**-8 if one_ulp else 1e-6
+        assert np.max(np.abs(a - b)) <= tolerance * max(float(np.max(np.abs(b))), 1.0), path
+
+
 def _as_xla_convolutions(next_fun, args, kwargs, context):
     """Interceptor: DepthwiseConv and PointwiseConv as the XLA convolutions they stand for."""
     module = context.module
@@ -276,19 +316,14 @@ def _as_xla_convolutions(next_fun, args, kwargs, context):
     params = module.variables["params"]
     (x,) = args
     x, kernel = nn.dtypes.promote_dtype(x, params["kernel"], dtype=module.dtype)
+    strides, padding, groups = 1, 0, 1
     if isinstance(module, DepthwiseConv):
-        strides, padding, groups = (
-            module.strides,
-            [(module.padding, module.padding)] * 2,
-            x.shape[-1],
-        )
-    else:
-        strides, padding, groups = 1, "VALID", 1
+        strides, padding, groups = module.strides, module.padding, x.shape[-1]
     y = jax.lax.conv_general_dilated(
         x,
         kernel,
         (strides, strides),
-        padding,
+        [(padding, padding)] * 2,
         dimension_numbers=("NHWC", "HWIO", "NHWC"),
         feature_group_count=groups,
     )
@@ -320,11 +355,22 @@ def _forward_and_grads(model, variables, x, weights):
     }
 
 
-def test_lightweight_cnn_outputs_and_gradients_match_xla_convolutions():
+def _flax_batch_norm(train, dtype, name):
+    return nn.BatchNorm(
+        use_running_average=not train,
+        momentum=0.9,
+        epsilon=1e-5,
+        dtype=dtype,
+        param_dtype=jnp.float32,
+        name=name,
+    )
+
+
+def test_lightweight_cnn_outputs_and_gradients_match_xla_convolutions(monkeypatch):
     """The default model's train-mode logits, BatchNorm statistics and parameter gradients, and
-    its eval logits, are those of the same network written with XLA's (grouped) convolutions,
-    as it was before the CPU-specific depthwise and 1x1 layers (40 px: even and odd maps at the
-    stride-2 blocks)."""
+    its eval logits, are those of the same network written with XLA's (grouped) convolutions and
+    flax's BatchNorm, as it was before the hand-written depthwise, 1x1 and BatchNorm layers
+    (40 px: even and odd maps at the stride-2 blocks)."""
     model = models.create_model("lightweight_cnn", num_classes=NUM_CLASSES)
     x = images(size=40, batch=4)
     variables = jax.jit(lambda k, x: model.init(k, x, train=False))(key(0), x)
@@ -341,7 +387,8 @@ def test_lightweight_cnn_outputs_and_gradients_match_xla_convolutions():
     variables = {**variables, "params": jax.tree.unflatten(treedef, moved)}
     weights = jax.random.normal(jax.random.key(5), (4, NUM_CLASSES))
     ours = jax.jit(lambda v: _forward_and_grads(model, v, x, weights))(variables)
-    with nn.intercept_methods(_as_xla_convolutions):
+    with monkeypatch.context() as patch, nn.intercept_methods(_as_xla_convolutions):
+        patch.setattr(lightweight, "batch_norm", _flax_batch_norm)
         expected = jax.jit(lambda v: _forward_and_grads(model, v, x, weights))(variables)
     # float32 sums in another order: up to ~1e-5 of a leaf's largest value after ~50 layers and
     # their gradients (the project_bn biases' gradients are ~0: the next BatchNorm removes them).

@@ -29,9 +29,98 @@ def check_rate(model: str, **rates: float) -> None:
             raise ValueError(f"{model}: {name} must be in [0, 1), got {rate!r}.")
 
 
+def _sum_over_pixels(x: jax.Array) -> jax.Array:
+    return jnp.sum(x, axis=tuple(range(x.ndim - 1)))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _batch_norm_train(x, scale, bias, epsilon, dtype):
+    """(normalised x, batch mean, batch variance), as flax's BatchNorm computes them in training.
+
+    Statistics and normalisation in float32 (variance E[x^2] - E[x]^2, clipped at 0), output in
+    `dtype`. The backward pass is written out: two per-channel sums of the incoming gradient,
+    then one elementwise pass. Autodiff of the same formula also writes x - mean out in the
+    forward pass and makes more passes over the activations backwards.
+    """
+    return _batch_norm_train_forward(x, scale, bias, epsilon, dtype)[0]
+
+
+def _batch_norm_train_forward(x, scale, bias, epsilon, dtype):
+    xf = x.astype(jnp.float32)
+    count = xf.size // xf.shape[-1]
+    mean = _sum_over_pixels(xf) / count
+    var = jnp.maximum(0.0, _sum_over_pixels(xf * xf) / count - mean * mean)
+    y = (xf - mean) * (jax.lax.rsqrt(var + epsilon) * scale) + bias
+    return (y.astype(dtype), mean, var), (x, scale, mean, var)
+
+
+def _batch_norm_train_backward(epsilon, dtype, residuals, grads):
+    del dtype
+    # The barrier keeps XLA from sharing x - mean with the forward pass, where it would then be
+    # written out (one more pass over the activations) instead of recomputed in each fusion.
+    x, scale, mean, var = jax.lax.optimization_barrier(residuals)
+    grad, mean_grad, var_grad = (g.astype(jnp.float32) for g in grads)
+    xf = x.astype(jnp.float32)
+    count = xf.size // xf.shape[-1]
+    inv_std = jax.lax.rsqrt(var + epsilon)
+    centered = xf - mean
+    bias_grad = _sum_over_pixels(grad)
+    # sum(grad * (x - mean)) without writing x - mean out: both sums read grad and x only.
+    scale_grad = (_sum_over_pixels(grad * xf) - mean * bias_grad) * inv_std
+    # Through x, mean and var into (x - mean) * inv_std * scale + bias; then the gradients of the
+    # returned mean and variance themselves (zero: only the running statistics use them).
+    x_grad = (scale * inv_std) * (grad - (bias_grad + centered * inv_std * scale_grad) / count)
+    x_grad = x_grad + (mean_grad + centered * (2 * var_grad)) / count
+    return x_grad.astype(x.dtype), scale_grad, bias_grad
+
+
+_batch_norm_train.defvjp(_batch_norm_train_forward, _batch_norm_train_backward)
+
+
+class BatchNorm(nn.BatchNorm):
+    """flax's `nn.BatchNorm` over the last axis (same variables, statistics and outputs), with a
+    hand-written backward pass in training (`_batch_norm_train`).
+
+    Only the defaults of the features axis, scale, bias, fast variance and float32 reductions,
+    without axis_name or mask: what `batch_norm` builds.
+    """
+
+    @nn.compact
+    def __call__(self, x, use_running_average=None, *, mask=None):
+        defaults = (
+            self.axis in (-1, x.ndim - 1)
+            and self.axis_name is None
+            and mask is None
+            and self.use_scale
+            and self.use_bias
+            and self.use_fast_variance
+            and self.force_float32_reductions
+        )
+        if not defaults:
+            raise ValueError("bird_jax BatchNorm supports only nn.BatchNorm's default options.")
+        use_running_average = nn.merge_param(
+            "use_running_average", self.use_running_average, use_running_average
+        )
+        features = (x.shape[-1],)
+        ra_mean = self.variable("batch_stats", "mean", jnp.zeros, features, jnp.float32)
+        ra_var = self.variable("batch_stats", "var", jnp.ones, features, jnp.float32)
+        scale = self.param("scale", self.scale_init, features, self.param_dtype)
+        bias = self.param("bias", self.bias_init, features, self.param_dtype)
+        dtype = nn.dtypes.canonicalize_dtype(x, scale, bias, dtype=self.dtype)
+        scale, bias = scale.astype(jnp.float32), bias.astype(jnp.float32)
+        if use_running_average:  # flax's _normalize, in float32
+            mul = jax.lax.rsqrt(ra_var.value + self.epsilon) * scale
+            return ((x - ra_mean.value) * mul + bias).astype(dtype)
+        y, mean, var = _batch_norm_train(x, scale, bias, self.epsilon, dtype)
+        if not self.is_initializing():
+            ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
+            ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
+        return y
+
+
 def batch_norm(train: bool, dtype: Dtype, name: str) -> nn.BatchNorm:
     """BatchNorm (momentum 0.9, eps 1e-5) keeping running statistics in 'batch_stats'."""
-    return nn.BatchNorm(
+    return BatchNorm(
         use_running_average=not train,
         momentum=0.9,
         epsilon=1e-5,
