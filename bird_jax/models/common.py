@@ -56,9 +56,7 @@ def _batch_norm_train_forward(x, scale, bias, epsilon, dtype):
 
 def _batch_norm_train_backward(epsilon, dtype, residuals, grads):
     del dtype
-    # The barrier keeps XLA from sharing x - mean with the forward pass, where it would then be
-    # written out (one more pass over the activations) instead of recomputed in each fusion.
-    x, scale, mean, var = jax.lax.optimization_barrier(residuals)
+    x, scale, mean, var = residuals
     grad, mean_grad, var_grad = (g.astype(jnp.float32) for g in grads)
     xf = x.astype(jnp.float32)
     count = xf.size // xf.shape[-1]
