@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from bird_jax import models
-from bird_jax.models.common import DepthwiseConv
+from bird_jax.models import lightweight
+from bird_jax.models.common import BatchNorm, DepthwiseConv, PointwiseConv
 from bird_jax.models.convnext import drop_path, drop_path_rates
 
 NUM_CLASSES = 7
@@ -97,7 +98,7 @@ def test_bfloat16_compute_with_float32_params_and_logits(name):
     model = models.create_model(name, num_classes=NUM_CLASSES, dtype=jnp.bfloat16)
     x = jnp.zeros((2, 32, 32, 3))
     variables = jax.eval_shape(model.init, key(0), x)
-    layers = (nn.Conv, nn.Dense, nn.BatchNorm, nn.LayerNorm)
+    layers = (nn.Conv, nn.Dense, nn.BatchNorm, nn.LayerNorm, DepthwiseConv, PointwiseConv)
     logits, state = jax.eval_shape(
         lambda v, x: model.apply(
             v,
@@ -218,14 +219,182 @@ def test_vgg_rejects_images_smaller_than_its_total_stride():
         jax.eval_shape(model.init, key(0), jnp.zeros((1, 16, 16, 3)))
 
 
-@pytest.mark.parametrize("kernel_size,strides,padding", [(3, 1, 1), (3, 2, 1), (7, 1, 3)])
-def test_depthwise_conv_matches_grouped_convolution(kernel_size, strides, padding):
-    x = jax.random.normal(jax.random.key(0), (2, 9, 10, 6))
+def _grads(module, variables, x, seed=3):
+    """Outputs, and gradients of a random projection of them w.r.t. the parameters and input."""
+    out = module.apply(variables, x)
+    weights = jax.random.normal(jax.random.key(seed), out.shape)
+    loss = lambda v, x: jnp.sum(module.apply(v, x) * weights)
+    return out, jax.grad(loss, argnums=(0, 1))(variables, x)
+
+
+@pytest.mark.parametrize(
+    "kernel_size,strides,padding,shape",
+    [
+        (3, 1, 1, (2, 9, 10, 6)),
+        (3, 2, 1, (2, 9, 10, 6)),
+        (3, 2, 1, (2, 8, 8, 5)),
+        (7, 1, 3, (2, 9, 10, 6)),
+    ],
+)
+def test_depthwise_conv_matches_grouped_convolution(kernel_size, strides, padding, shape):
+    x = jax.random.normal(jax.random.key(0), shape)
+    channels = shape[-1]
     depthwise = DepthwiseConv(kernel_size, strides=strides, padding=padding)
     variables = depthwise.init(jax.random.key(1), x)
     variables = jax.tree.map(lambda v: v + 0.1, variables)  # nonzero bias too
     grouped = nn.Conv(
-        6, (kernel_size, kernel_size), strides=strides, padding=padding, feature_group_count=6
+        channels,
+        (kernel_size, kernel_size),
+        strides=strides,
+        padding=padding,
+        feature_group_count=channels,
     )
-    expected = grouped.apply(variables, x)
-    np.testing.assert_allclose(depthwise.apply(variables, x), expected, rtol=1e-5, atol=1e-5)
+    ours, expected = _grads(depthwise, variables, x), _grads(grouped, variables, x)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5), ours, expected
+    )
+
+
+def test_pointwise_conv_is_a_1x1_conv_with_the_same_parameters():
+    x = jax.random.normal(jax.random.key(0), (2, 5, 6, 8))
+    pointwise, conv = PointwiseConv(12), nn.Conv(12, (1, 1))
+    variables = pointwise.init(jax.random.key(1), x)
+    # Same names, shapes and initial values as nn.Conv: checkpoints are interchangeable.
+    jax.tree.map(np.testing.assert_array_equal, variables, conv.init(jax.random.key(1), x))
+    variables = jax.tree.map(lambda v: v + 0.1, variables)
+    ours, expected = _grads(pointwise, variables, x), _grads(conv, variables, x)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5), ours, expected
+    )
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_batch_norm_matches_flax(dtype):
+    x = (3.0 * jax.random.normal(jax.random.key(0), (4, 5, 6, 8)) + 1.0).astype(dtype)
+    kwargs = dict(momentum=0.9, epsilon=1e-5, dtype=dtype, param_dtype=jnp.float32)
+    ours, flax_bn = BatchNorm(use_running_average=False, **kwargs), nn.BatchNorm(**kwargs)
+    variables = ours.init(key(1), x)
+    jax.tree.map(np.testing.assert_array_equal, variables, flax_bn.init(key(1), x, False))
+    params = jax.tree.map(lambda p: p + jax.random.normal(key(2), p.shape), variables["params"])
+    weights = jax.random.normal(jax.random.key(3), x.shape)
+
+    def train_and_eval(apply):
+        def loss(params, x):
+            y, updates = apply({**variables, "params": params}, x, False)
+            return jnp.sum(y.astype(jnp.float32) * weights), (y, updates)
+
+        grads, (y, updates) = jax.grad(loss, argnums=(0, 1), has_aux=True)(params, x)
+        return y, updates, grads, apply({**variables, "params": params}, x, True)
+
+    def flax_apply(v, x, eval_mode):
+        if eval_mode:
+            return flax_bn.apply(v, x, True)
+        return flax_bn.apply(v, x, False, mutable=["batch_stats"])
+
+    def our_apply(v, x, eval_mode):
+        if eval_mode:
+            return ours.clone(use_running_average=True).apply(v, x)
+        return ours.apply(v, x, mutable=["batch_stats"])
+
+    got, expected = train_and_eval(our_apply), train_and_eval(flax_apply)
+    input_grad = "[2][1]"  # (y, stats, (param grads, input grad), eval y): one bfloat16 ulp
+    for (path, a), b in zip(
+        jax.tree_util.tree_leaves_with_path(got), jax.tree.leaves(expected), strict=True
+    ):
+        assert a.dtype == b.dtype, path
+        a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+        one_ulp = dtype == jnp.bfloat16 and jax.tree_util.keystr(path) == input_grad
+        tolerance = 2.0**-8 if one_ulp else 1e-6
+        assert np.max(np.abs(a - b)) <= tolerance * max(float(np.max(np.abs(b))), 1.0), path
+
+
+def _as_xla_convolutions(next_fun, args, kwargs, context):
+    """Interceptor: DepthwiseConv and PointwiseConv as the XLA convolutions they stand for."""
+    module = context.module
+    if context.method_name != "__call__" or not isinstance(module, DepthwiseConv | PointwiseConv):
+        return next_fun(*args, **kwargs)
+    params = module.variables["params"]
+    (x,) = args
+    x, kernel = nn.dtypes.promote_dtype(x, params["kernel"], dtype=module.dtype)
+    strides, padding, groups = 1, 0, 1
+    if isinstance(module, DepthwiseConv):
+        strides, padding, groups = module.strides, module.padding, x.shape[-1]
+    y = jax.lax.conv_general_dilated(
+        x,
+        kernel,
+        (strides, strides),
+        [(padding, padding)] * 2,
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=groups,
+    )
+    return y + params["bias"] if "bias" in params else y
+
+
+def _forward_and_grads(model, variables, x, weights):
+    """Train-mode logits, BatchNorm statistics and parameter gradients, then eval logits.
+
+    A new function each call: jit would otherwise reuse a trace made under another interceptor.
+    """
+
+    def loss(params):
+        logits, updates = model.apply(
+            {**variables, "params": params},
+            x,
+            train=True,
+            rngs={"dropout": key(1)},
+            mutable=["batch_stats"],
+        )
+        return jnp.sum(logits * weights), (logits, updates["batch_stats"])
+
+    grads, (logits, stats) = jax.grad(loss, has_aux=True)(variables["params"])
+    return {
+        "logits": logits,
+        "batch_stats": stats,
+        "grads": grads,
+        "eval": model.apply(variables, x),
+    }
+
+
+def _flax_batch_norm(train, dtype, name):
+    return nn.BatchNorm(
+        use_running_average=not train,
+        momentum=0.9,
+        epsilon=1e-5,
+        dtype=dtype,
+        param_dtype=jnp.float32,
+        name=name,
+    )
+
+
+def test_lightweight_cnn_outputs_and_gradients_match_xla_convolutions(monkeypatch):
+    """The default model's train-mode logits, BatchNorm statistics and parameter gradients, and
+    its eval logits, are those of the same network written with XLA's (grouped) convolutions and
+    flax's BatchNorm, as it was before the hand-written depthwise, 1x1 and BatchNorm layers
+    (40 px: even and odd maps at the stride-2 blocks)."""
+    model = models.create_model("lightweight_cnn", num_classes=NUM_CLASSES)
+    x = images(size=40, batch=4)
+    variables = jax.jit(lambda k, x: model.init(k, x, train=False))(key(0), x)
+    # BatchNorm scales and biases off 1 and 0, and a head giving logits of order 1, so that
+    # every path carries signal.
+    paths, treedef = jax.tree_util.tree_flatten_with_path(variables["params"])
+    moved = []
+    for i, (path, leaf) in enumerate(paths):
+        noise = 0.2 * jax.random.normal(key(i), leaf.shape)
+        name = jax.tree_util.keystr(path)
+        moved.append(
+            leaf * 100 if name == "['head']['kernel']" else leaf + noise * (leaf.ndim == 1)
+        )
+    variables = {**variables, "params": jax.tree.unflatten(treedef, moved)}
+    weights = jax.random.normal(jax.random.key(5), (4, NUM_CLASSES))
+    ours = jax.jit(lambda v: _forward_and_grads(model, v, x, weights))(variables)
+    with monkeypatch.context() as patch, nn.intercept_methods(_as_xla_convolutions):
+        patch.setattr(lightweight, "batch_norm", _flax_batch_norm)
+        expected = jax.jit(lambda v: _forward_and_grads(model, v, x, weights))(variables)
+    # float32 sums in another order: up to ~1e-5 of a leaf's largest value after ~50 layers and
+    # their gradients (the project_bn biases' gradients are ~0: the next BatchNorm removes them).
+    for (path, leaf), reference in zip(
+        jax.tree_util.tree_leaves_with_path(ours), jax.tree.leaves(expected), strict=True
+    ):
+        scale = max(float(np.max(np.abs(reference))), 1.0)
+        error = float(np.max(np.abs(leaf - reference)))
+        assert error <= 1e-4 * scale, (jax.tree_util.keystr(path), error, scale)
