@@ -1,4 +1,7 @@
-"""Pieces shared by the model families: initializers, argument checks and the classifier."""
+"""Pieces shared by the model families: initializers, argument checks, the classifier, and the
+layers whose XLA:CPU lowering is slow as written by flax (depthwise and 1x1 convolutions,
+BatchNorm): same parameters and results, hand-written backward passes (see BENCHMARKS.md,
+"Lightweight CNN train step on CPU")."""
 
 import functools
 from typing import Any
@@ -224,10 +227,11 @@ class DepthwiseConv(nn.Module):
     """Depthwise k x k convolution with the parameters of `nn.Conv(feature_group_count=C)`.
 
     XLA:CPU lowers grouped convolutions and their gradients very slowly, so on CPU this computes
-    the convolution as k*k shifted, scaled slices of the input. Measured on 2 cores (batch 32,
-    64 px, train step): ConvNeXt-T 3.6 s instead of 28 s, the lightweight CNN 2.6x faster, at
-    similar compile times. On GPU/TPU it is XLA's grouped convolution. Both give the same result
-    and the checkpoints are interchangeable.
+    the convolution as k*k shifted, scaled slices of the input, with a hand-written backward
+    pass (`_depthwise_shift_and_add`). Measured on 2 cores (batch 32, 64 px, train step):
+    ConvNeXt-T 3.6 s instead of 28 s, the lightweight CNN 2.6x faster, at similar compile times
+    (the hand-written backward pass came later: BENCHMARKS.md). On GPU/TPU it is XLA's grouped
+    convolution. Both give the same result and the checkpoints are interchangeable.
     """
 
     kernel_size: int
