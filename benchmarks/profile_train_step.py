@@ -11,8 +11,11 @@ the flax module it came from (`jvp(...)` forward, `transpose(jvp(...))` backward
       --image_sizes=64,128,224 --batch_size=16 --top=15
 
 Prints, per image size: the step time, the summed thunk time per (phase, layer kind) and the
-`--top` costliest thunks with their op_name. Thunks of one step can run concurrently on
-several cores (XLA's thunk executor), so the summed thunk time may exceed the step time.
+`--top` costliest thunks with their op_name. Instructions XLA creates itself (layout copies,
+transposes, the kernel-gradient convolutions of nn.Conv) carry no op_name and are listed as
+unattributed. Thunks of one step can run concurrently on several cores (XLA's thunk executor),
+so the summed thunk time may exceed the step time; a thunk's time is wall time, so it includes
+waiting for cores that other work (or another process) holds.
 """
 
 import collections
@@ -97,6 +100,8 @@ def entry_instructions(hlo_text: str) -> dict[str, tuple[str, str, str]]:
 
 def classify(op_name: str) -> tuple[str, str]:
     """(phase, layer kind) of one instruction from its op_name metadata."""
+    if not op_name:
+        return "unattributed", "no op_name: XLA-made copies, transposes, conv kernel gradients"
     if "transpose(jvp(" in op_name:
         phase = "backward"
     elif "jvp(" in op_name:
