@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 .PHONY: install quickstart test lint benchmark
 
 $(BIN)/.installed: setup.cfg pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "bird_jax needs Python >= 3.11; $(PYTHON) is " + sys.version.split()[0] + ": run make again with PYTHON=python3.11 (or newer).")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'

@@ -83,7 +83,7 @@ def main(argv: list[str]) -> None:
     images = sample_images(data_config)
     size = _IMAGE_SIZE.value
     mean, std = tuple(data_config.mean), tuple(data_config.std)
-    timestamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    timestamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     print(f"## Augmentation op cost ({timestamp})\n")
     print(f"- Machine: {cpu_model()}; Python {platform.python_version()}; jax {jax.__version__}")
     print(f"- Backend: {jax.default_backend()} ({jax.devices()[0].device_kind})")

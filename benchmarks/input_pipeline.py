@@ -377,7 +377,7 @@ def run_in_subprocess(name: str) -> dict[str, Any]:
 
 
 def header() -> list[str]:
-    timestamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    timestamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     split_dir = os.path.join(_ROOT.value, _SPLIT.value)
     return [
         f"## Input pipeline images/s ({timestamp})",

@@ -153,7 +153,7 @@ def report_header(
     devices = jax.local_devices()
     versions = ", ".join(f"{name} {metadata.version(name)}" for name in _VERSIONED_PACKAGES)
     per_device = _BATCH_SIZE.value // len(devices)
-    timestamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    timestamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     mem_fraction = os.environ.get("XLA_PYTHON_CLIENT_MEM_FRACTION")
     torch_threads = _TORCH_THREADS.value or f"all {usable_cores()} usable cores"
     if torch_info is None:

@@ -8,8 +8,8 @@ layout makes the second call of a pmapped step recompile.
 
 from typing import Any
 
-import flax.jax_utils
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 AXIS = "batch"
@@ -51,12 +51,18 @@ def to_devices(
 
 def replicate(tree: Any) -> Any:
     """Copies a pytree to every local device, laid out exactly as the pmapped steps return it."""
-    return flax.jax_utils.replicate(tree, axis_name=AXIS)
+    sharding = batch_sharding()
+
+    def copy_to_devices(leaf: Any) -> jax.Array:
+        numpy_module = jnp if isinstance(leaf, jax.Array) else np
+        return jax.device_put(numpy_module.stack([leaf] * sharding.mesh.size), sharding)
+
+    return jax.tree.map(copy_to_devices, tree)
 
 
 def unreplicate(tree: Any) -> Any:
     """The first device's copy of a replicated pytree (still on that device)."""
-    return flax.jax_utils.unreplicate(tree)
+    return jax.tree.map(lambda leaf: leaf[0], tree)
 
 
 def to_host(tree: Any) -> Any:

@@ -803,7 +803,7 @@ def main(argv: list[str]) -> int:
 
     monitor = NvmlMonitor()
     summary: dict[str, Any] = {
-        "started": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "started": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "dry_run": args.dry_run,
         "budget_s": args.budget_s,
         "environment": info,
