@@ -154,9 +154,7 @@ def train_and_evaluate(
                 if not is_last:  # a killed run keeps its cost up to here
                     accounting.record(step)
         if stopping:
-            console.say(
-                f"stopped at step {step} of {num_steps}: run the same command to resume."
-            )
+            console.say(f"stopped at step {step} of {num_steps}: run the same command to resume.")
             break
     if not results and start_step >= num_steps:
         console.say(f"the run in {workdir} had already finished; evaluating it.")
