@@ -12,13 +12,16 @@ heartbeats dead (the others then fail with an error instead of waiting forever) 
 shutdown wait of a process that raised (JAX otherwise waits 300 s for the others at exit).
 
 SIGTERM belongs to bird_jax (bird_jax.signals), not to JAX: `jax.distributed.initialize` starts
-JAX's preemption service, whose own SIGTERM handler would swallow a stop that arrives before the
-training loop and leave a second SIGTERM to kill the final save. The service is switched off
-(JAX >= 0.8.2) and, for older JAX, the handler it installs is replaced by the one it displaced.
+JAX's preemption service, whose own (C++) SIGTERM handler would swallow a stop that arrives before
+the training loop and leave a second SIGTERM to kill the final save. The handler it displaced is
+put back right after, so the service never hears of a SIGTERM (Orbax's preemption check then
+always says no). The service is not switched off with `jax_enable_preemption_service=False`
+(JAX 0.8.2+): Orbax before 0.12.3 fails every multi-process save without it.
 
 JAX versions (setup.cfg asks for >= 0.7): `heartbeat_timeout_seconds` exists from 0.7.0,
-`shutdown_timeout_seconds` from 0.8.1 (older JAX keeps its 300 s shutdown wait, with a warning),
-the `jax_enable_preemption_service` option from 0.8.2; `JAX_LOCAL_DEVICE_IDS` is read from 0.6.
+`shutdown_timeout_seconds` from 0.8.1 (older JAX keeps its 300 s shutdown wait, with a warning);
+`JAX_LOCAL_DEVICE_IDS` and the gloo CPU collectives (`jax_cpu_collectives_implementation`)
+predate 0.7.
 """
 
 import dataclasses
@@ -37,7 +40,6 @@ from absl import logging
 ENV_ADDRESS = "JAX_COORDINATOR_ADDRESS"
 ENV_NUM_PROCESSES = "JAX_NUM_PROCESSES"
 ENV_PROCESS_ID = "JAX_PROCESS_ID"
-PREEMPTION_SERVICE_OPTION = "jax_enable_preemption_service"
 STOP_CHECK_EVERY_STEPS = 10  # multi-process: how often the processes agree on stopping
 _SLURM_STEP = ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_NTASKS", "SLURM_PROCID")
 
@@ -148,8 +150,8 @@ def detect(
 
 
 def _reclaim_sigterm(handler) -> None:
-    """Puts back the SIGTERM handler JAX's preemption service replaced (JAX < 0.8.2 starts it
-    unconditionally; its C++ handler is invisible to Python's signal.getsignal)."""
+    """Puts back the SIGTERM handler JAX's preemption service replaced (its C++ handler is
+    invisible to Python's signal.getsignal, which still reports the old one)."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, signal.SIG_DFL if handler is None else handler)
 
@@ -168,8 +170,6 @@ def initialize(launch: Launch, timeout_s: int = 300) -> None:
             "300 s for the others before it exits.",
             jax.__version__,
         )
-    if PREEMPTION_SERVICE_OPTION in jax.config.values:
-        jax.config.update(PREEMPTION_SERVICE_OPTION, False)
     sigterm = signal.getsignal(signal.SIGTERM)
     jax.distributed.initialize(
         coordinator_address=launch.coordinator_address,

@@ -260,3 +260,22 @@ def test_a_url_workdir_is_refused_in_one_line(tmp_path):
     with pytest.raises(ValueError, match=r"--workdir gs://bucket/run: a URL is not supported"):
         Workdir("gs://bucket/run")
     assert Workdir(tmp_path / "run").path == tmp_path / "run"
+
+
+_SIGTERM_AFTER_INITIALIZE = """
+import os, signal, sys, time
+from bird_jax import distributed
+distributed.initialize(distributed.Launch("explicit", sys.argv[1], 1, 0), timeout_s=20)
+os.kill(os.getpid(), signal.SIGTERM)
+time.sleep(2)
+print("SIGTERM was swallowed")
+"""
+
+
+def test_jax_distributed_leaves_sigterm_to_bird_jax():
+    """After jax.distributed.initialize (and its preemption service), SIGTERM does what it did
+    before: here the default, ending the process, instead of being swallowed."""
+    command = [sys.executable, "-c", _SIGTERM_AFTER_INITIALIZE, f"localhost:{_free_port()}"]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == -signal.SIGTERM, result.stdout + result.stderr[-2000:]
