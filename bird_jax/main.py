@@ -17,7 +17,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from bird_jax import cli, distributed, evaluate, train
-from bird_jax.signals import Stopped
+from bird_jax.signals import Stopped, StopRequest
 from bird_jax.workdir import Workdir
 
 FLAGS = flags.FLAGS
@@ -44,19 +44,23 @@ flags.mark_flag_as_required("workdir")
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    run = Workdir(FLAGS.workdir)  # refuses a URL before any process waits for the others
     launch = distributed.detect(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     distributed.initialize(launch, FLAGS.distributed_timeout_s)
+    # Training owns SIGTERM/Ctrl-C from here until the process exits: a stop during set-up is kept
+    # for the first step, and a repeated SIGTERM during the final save or the distributed shutdown
+    # cannot kill it. Evaluation keeps the default (a signal ends it).
+    stop = StopRequest().install() if FLAGS.mode == "train" else None
     import jax
 
     logging.info(
         "JAX %s on %s (%d processes).", jax.__version__, jax.devices(), jax.process_count()
     )
-    run = Workdir(FLAGS.workdir)
     if FLAGS.mode == "train":
         if FLAGS.config is None:
             raise app.UsageError("--config is required to train.")
         try:
-            train.train_and_evaluate(FLAGS.config, run)
+            train.train_and_evaluate(FLAGS.config, run, stop)
         except Stopped as stopped:  # SIGTERM or Ctrl-C: a checkpoint was saved
             sys.exit(stopped.exit_code)
         except KeyboardInterrupt:  # a second Ctrl-C while stopping

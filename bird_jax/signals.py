@@ -25,8 +25,11 @@ class Stopped(Exception):
 class StopRequest:
     """Context manager: while active, SIGTERM/SIGINT set `requested` instead of killing the run.
 
-    The loop checks `requested` after every step, saves a checkpoint and returns. A second Ctrl-C
-    while a stop is already pending falls back to the default behaviour (immediate exit).
+    The loop checks `requested` after every step, saves a checkpoint and returns. It is active from
+    set-up (a stop during data loading, restore or compile is kept for the first step) until the
+    final save has finished; `bird_jax.main` keeps it until the process exits. A second SIGTERM
+    only repeats the request, so it cannot interrupt the save; a second Ctrl-C while a stop is
+    already pending falls back to the default behaviour (immediate exit).
     """
 
     def __init__(self, signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)):
@@ -36,19 +39,25 @@ class StopRequest:
         self.signum: int | None = None
 
     def _handle(self, signum: int, frame: types.FrameType | None) -> None:
-        if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        logging.warning(
-            "Received %s: saving a checkpoint and stopping.", signal.Signals(signum).name
-        )
+        name = signal.Signals(signum).name
+        if self.requested:
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            logging.warning("Received %s again: already stopping (saving a checkpoint).", name)
+            return
+        logging.warning("Received %s: saving a checkpoint and stopping.", name)
         self.requested = True
         self.signum = signum
 
-    def __enter__(self) -> "StopRequest":
+    def install(self) -> "StopRequest":
+        """Takes over the signals (from the main thread only; elsewhere Python cannot)."""
         if threading.current_thread() is threading.main_thread():
             for sig in self._signals:
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
+
+    def __enter__(self) -> "StopRequest":
+        return self.install()
 
     def __exit__(self, *exc) -> None:
         for sig, handler in self._previous.items():

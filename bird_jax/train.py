@@ -22,9 +22,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
 
 def train_and_evaluate(
-    config: ml_collections.ConfigDict, workdir: str | Workdir
+    config: ml_collections.ConfigDict, workdir: str | Workdir, stop: StopRequest | None = None
 ) -> dict[str, float]:
-    """Trains (or resumes) the run in `workdir`; returns the final evaluation metrics."""
+    """Trains (or resumes) the run in `workdir`; returns the final evaluation metrics.
+
+    SIGTERM or Ctrl-C at any point, set-up included, saves a checkpoint (once) and raises
+    Stopped; `stop` is the caller's StopRequest, else one is active for the whole call."""
+    if stop is None:
+        with StopRequest() as stop:
+            return train_and_evaluate(config, workdir, stop)
     # ------------------------------------------------------------------ Setup
     validate(config)
     workdir = Workdir(workdir)
@@ -103,56 +109,53 @@ def train_and_evaluate(
     results: dict[str, float] = {}
     best = None
     step, stopping = start_step, False
-    with StopRequest() as stop:
-        for step in range(start_step + 1, num_steps + 1):
-            first = step == start_step + 1
-            with jax.profiler.StepTraceAnnotation("train", step_num=step):
-                with clock.phase("input_wait"):
-                    batch = next(train_iter)
-                with clock.phase("compile" if first else "train"):
-                    state, metrics = p_train_step(state, batch)
-                    clock.step_done(metrics)  # waits for the previous step only (not donated)
-            if first:
-                accounting.measure_step(p_train_step, state, batch)  # reuses the compile
-                jax.block_until_ready(metrics)
-                progress.started(step)
-            metrics = devices.unreplicate(metrics)
-            train_metrics = metrics if train_metrics is None else train_metrics.merge(metrics)
-            for hook in hooks:
-                hook(step, batch)
+    for step in range(start_step + 1, num_steps + 1):
+        first = step == start_step + 1
+        with jax.profiler.StepTraceAnnotation("train", step_num=step):
+            with clock.phase("input_wait"):
+                batch = next(train_iter)
+            with clock.phase("compile" if first else "train"):
+                state, metrics = p_train_step(state, batch)
+                clock.step_done(metrics)  # waits for the previous step only (not donated)
+        if first:
+            accounting.measure_step(p_train_step, state, batch)  # reuses the compile
+            jax.block_until_ready(metrics)
+            progress.started(step)
+        metrics = devices.unreplicate(metrics)
+        train_metrics = metrics if train_metrics is None else train_metrics.merge(metrics)
+        for hook in hooks:
+            hook(step, batch)
 
-            is_last = step == num_steps
-            if step % config.log_every_steps == 0 or is_last:
-                with clock.phase("train"):  # waiting for this step's metrics is training time
-                    averaged = train_metrics.compute()
-                writer.write_scalars(step, {f"train/{k}": v for k, v in averaged.items()})
-                console.say(progress.line(step, averaged))
-                train_metrics = None
-            evaluate_now = step % config.eval_every_steps == 0 or is_last
-            stopping = distributed.stop_agreed(stop.requested, step)  # same step on all processes
-            save_now = step % config.checkpoint_every_steps == 0 or is_last or stopping
-            if evaluate_now or save_now:  # one device-to-host copy serves both
-                with clock.phase("train"):
-                    clock.restart_steps()  # finishes the step in flight; the pause is not step time
-                with clock.phase("checkpoint"):
-                    host_state = devices.to_host(state)
-            if evaluate_now:
-                results = run_eval(step)
-                accounting.evaluated(step, results["accuracy"])
-                if best is None or results["accuracy"] > best[1]:
-                    best = (step, results["accuracy"])
-                with clock.phase("checkpoint"):
-                    ckpts.save_if_best(step, host_state, results["accuracy"])
-            if save_now:
-                with clock.phase("checkpoint"):
-                    ckpts.save(step, host_state, train_iter.get_state(), force=True)
-                    if not is_last:  # a killed run keeps its cost up to here
-                        accounting.record(step)
-            if stopping:
-                console.say(
-                    f"stopped at step {step} of {num_steps}: run the same command to resume."
-                )
-                break
+        is_last = step == num_steps
+        if step % config.log_every_steps == 0 or is_last:
+            with clock.phase("train"):  # waiting for this step's metrics is training time
+                averaged = train_metrics.compute()
+            writer.write_scalars(step, {f"train/{k}": v for k, v in averaged.items()})
+            console.say(progress.line(step, averaged))
+            train_metrics = None
+        evaluate_now = step % config.eval_every_steps == 0 or is_last
+        stopping = distributed.stop_agreed(stop.requested, step)  # same step on all processes
+        save_now = step % config.checkpoint_every_steps == 0 or is_last or stopping
+        if evaluate_now or save_now:  # one device-to-host copy serves both
+            with clock.phase("train"):
+                clock.restart_steps()  # finishes the step in flight; the pause is not step time
+            with clock.phase("checkpoint"):
+                host_state = devices.to_host(state)
+        if evaluate_now:
+            results = run_eval(step)
+            accounting.evaluated(step, results["accuracy"])
+            if best is None or results["accuracy"] > best[1]:
+                best = (step, results["accuracy"])
+            with clock.phase("checkpoint"):
+                ckpts.save_if_best(step, host_state, results["accuracy"])
+        if save_now:
+            with clock.phase("checkpoint"):
+                ckpts.save(step, host_state, train_iter.get_state(), force=True)
+                if not is_last:  # a killed run keeps its cost up to here
+                    accounting.record(step)
+        if stopping:
+            console.say(f"stopped at step {step} of {num_steps}: run the same command to resume.")
+            break
     if not results and start_step >= num_steps:
         console.say(f"the run in {workdir} had already finished; evaluating it.")
         results = run_eval(start_step)

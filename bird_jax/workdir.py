@@ -7,6 +7,10 @@
   efficiency.json        what the run cost (bird_jax.efficiency)
   checkpoints/           latest checkpoints (bird_jax.checkpoints), checkpoints_best/ the best
 Each checkpoint carries `metadata` (model and labels), checked before a restore.
+
+A workdir is a local path (a shared filesystem for several hosts: NFS, Lustre, a gcsfuse mount).
+URLs such as gs://bucket/run are refused: the files here are written with local file APIs, and
+pathlib would turn the URL into a relative directory named `gs:` on each host's own disk.
 """
 
 import csv
@@ -67,10 +71,21 @@ def checkpoint_metadata(config: ml_collections.ConfigDict, class_names: list[str
     return json.loads(json.dumps(meta))
 
 
+class RemoteWorkdirError(ValueError):
+    """A URL (gs://, s3://, ...) was given as the workdir: only local (or mounted) paths work."""
+
+
 class Workdir:
     """One run directory (created on first write); accepted wherever a path is."""
 
     def __init__(self, path: "str | os.PathLike"):
+        text = os.fspath(path)
+        if re.match(r"^[A-Za-z][\w+.-]*://", text):
+            raise RemoteWorkdirError(
+                f"--workdir {text}: a URL is not supported (bird_jax writes the workdir with local "
+                "file APIs); mount the bucket (e.g. gcsfuse) or use a shared filesystem at the "
+                "same path on every host and give that path."
+            )
         self.path = Path(path)
 
     def __str__(self) -> str:

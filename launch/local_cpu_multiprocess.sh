@@ -11,8 +11,7 @@
 # run exactly as on N hosts with D devices each. config.batch_size stays the GLOBAL batch and must
 # be a multiple of N*D. Running the same command again resumes from the workdir's checkpoint.
 #
-# Logs: process i writes to LOG_DIR/process_i.log (default WORKDIR/logs; a temporary directory
-# when the workdir is remote, e.g. gs://). SIGTERM or Ctrl-C to this script is forwarded to every
+# Logs: process i writes to LOG_DIR/process_i.log (default WORKDIR/logs). SIGTERM or Ctrl-C to this script is forwarded to every
 # process (each saves a checkpoint and exits: 0 for SIGTERM, 130 for Ctrl-C). When one process
 # exits non-zero, the others get SIGTERM (then SIGKILL after KILL_GRACE_S) and this script exits
 # with the first failure's status, after printing the end of that process's log.
@@ -92,13 +91,9 @@ print(s.getsockname()[1])') || die "could not pick a free port; set PORT=..."
 fi
 [[ $PORT =~ ^[0-9]+$ ]] || die "PORT must be a number, got '$PORT'."
 
-if [[ -z ${LOG_DIR:-} ]]; then
-    if [[ $WORKDIR == *://* ]]; then
-        LOG_DIR=$(mktemp -d "${TMPDIR:-/tmp}/bird_jax_logs.XXXXXX")
-    else
-        LOG_DIR=$WORKDIR/logs
-    fi
-fi
+[[ $WORKDIR != *://* ]] ||
+    die "--workdir=$WORKDIR: URLs are not supported (bird_jax writes the workdir with local file APIs)."
+LOG_DIR=${LOG_DIR:-$WORKDIR/logs}
 mkdir -p "$LOG_DIR"
 KILL_GRACE_S=${KILL_GRACE_S:-30}
 export JAX_PLATFORMS=${JAX_PLATFORMS:-cpu}
@@ -112,7 +107,7 @@ signal_all() {  # send signal $1 to every process still running
         if [[ -n $pid ]]; then kill -s "$1" "$pid" 2>/dev/null || true; fi
     done
 }
-# shellcheck disable=SC2317  # invoked by the traps below
+# shellcheck disable=SC2317,SC2329  # invoked by the traps below
 forward() {
     stopping=$1
     echo "Received SIG$1: forwarding it to all processes (they save a checkpoint and stop)." >&2

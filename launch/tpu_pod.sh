@@ -6,17 +6,20 @@
 #
 #   export TPU_NAME=birds ZONE=us-central2-b ACCELERATOR_TYPE=v4-32
 #   launch/tpu_pod.sh create --spot                 # the TPU VMs (runtime version from the type)
-#   launch/tpu_pod.sh install                       # this working tree + venv + .[tpu] everywhere
-#   launch/tpu_pod.sh run --config=configs/convnext_tiny.py --workdir=gs://BUCKET/runs/convnext_t \
-#       -- --config.data.root=/data/birds --config.batch_size=1024
+#   launch/tpu_pod.sh install                       # this working tree + Python 3.11 venv + .[tpu]
+#   launch/tpu_pod.sh run --config=configs/convnext_tiny.py --workdir=/mnt/runs/convnext_t \
+#       --shared_workdir -- --config.data.root=/data/birds --config.batch_size=1024
 #   launch/tpu_pod.sh status                        # TPU state + training process + log tail
 #   launch/tpu_pod.sh stop                          # SIGTERM: every worker saves and exits 0
 #   launch/tpu_pod.sh delete
 #
 # Subcommands:
 #   create   gcloud compute tpus tpu-vm create (--preemptible or --spot for cheaper, reclaimable)
-#   install  sync, then on every worker: python3 -m venv .venv && pip install -e '.[tpu]'
-#   sync     copy the code only (a tarball of this working tree, or git clone/fetch with --repo_url)
+#   install  sync, then on every worker: a Python 3.11 venv made by uv (the TPU VM images ship
+#            Python 3.10; bird_jax needs >= 3.11) and pip install -e '.[tpu]'
+#   sync     copy the code only (a tarball of this working tree, or git clone/fetch with --repo_url);
+#            files of the previous sync that the tree no longer has are removed, anything else in
+#            the remote folder (data, venv, logs) is left alone
 #   run      start `python -m bird_jax.main --config=... --workdir=... MAIN_FLAGS...` on every
 #            worker with nohup; worker logs: REMOTE_DIR/logs/train_<hostname>.log on each worker
 #   status   TPU state and health, and on each worker whether training runs + its last log lines
@@ -32,30 +35,34 @@
 #
 # Options (flag or environment variable; a flag wins):
 #   --name TPU_NAME                  TPU name (required)
-#   --zone ZONE                      zone (required), e.g. us-central2-b (v4), us-west4-a (v5e)
+#   --zone ZONE                      zone (required), e.g. us-central2-b (v4), us-west4-a
+#                                    (v5litepod)
 #   --project PROJECT                GCP project (default: gcloud's configured project)
 #   --accelerator_type ACCELERATOR_TYPE    create: v4-32, v5litepod-16, v5p-16, v6e-16, ...
+#                                    (TPU v5e is v5litepod-N in gcloud, not v5e-N)
 #   --runtime_version RUNTIME_VERSION      create: default from the type (v2/v3/v4:
 #                                    tpu-ubuntu2204-base, v5litepod: v2-alpha-tpuv5-lite,
 #                                    v5p: v2-alpha-tpuv5, v6e: v2-alpha-tpuv6e)
 #   --preemptible | --spot           create: a preemptible or spot TPU
 #   --repo_url REPO_URL              install/sync: git clone this URL on every worker instead of
 #   --branch BRANCH                  copying the local working tree (default branch: main)
-#   --python REMOTE_PYTHON           install: interpreter for the venv on the workers (python3)
+#   --python REMOTE_PYTHON           install: Python for the venv, a version uv installs (3.11,
+#                                    3.12, ...; default 3.11) or an interpreter path on the workers
 #   --remote_dir REMOTE_DIR          code directory on the workers, under $HOME (bird_jax)
 #   --worker WORKER                  which workers: all (default), 0, 0,2 or 1-3 (not for run)
 #   --config CONFIG                  run: config file[:variant] (path inside the repository)
-#   --workdir WORKDIR                run: gs://BUCKET/... or, with --shared_workdir, a path that
-#                                    is the SAME shared storage on every worker (gcsfuse,
-#                                    Filestore NFS); never a worker's local disk
-#   --shared_workdir                 run: accept a non-gs:// WORKDIR (you assert it is shared)
+#   --workdir WORKDIR                run: an absolute path that is the SAME shared storage on
+#                                    every worker (a gcsfuse mount of a bucket, Filestore NFS);
+#                                    never a worker's local disk. gs:// URLs are refused: bird_jax
+#                                    writes its workdir with local file APIs
+#   --shared_workdir                 run: required with WORKDIR (you assert it is shared)
 #   --yes                            delete: do not ask for confirmation
 #   --dry_run                        print every command instead of running it
 #   -- MAIN_FLAGS...                 run: extra bird_jax.main flags, e.g. --config.batch_size=1024
 # Every gcloud command is printed (`+ gcloud ...`) before it runs. Commands on several workers
 # need your ssh key in an agent first (`ssh-add ~/.ssh/google_compute_engine`). The dataset
-# (config.data.root / data_dir) must exist at the same path on every worker. A gs:// workdir needs
-# bird_jax to write its workdir through a GCS-capable file API: see launch/README.md.
+# (config.data.root / data_dir) must exist at the same path on every worker; it may live inside
+# REMOTE_DIR (sync leaves files it did not copy alone).
 set -euo pipefail
 
 usage() {
@@ -82,7 +89,7 @@ ACCELERATOR_TYPE=${ACCELERATOR_TYPE:-}
 RUNTIME_VERSION=${RUNTIME_VERSION:-}
 REPO_URL=${REPO_URL:-}
 BRANCH=${BRANCH:-main}
-REMOTE_PYTHON=${REMOTE_PYTHON:-python3}
+REMOTE_PYTHON=${REMOTE_PYTHON:-3.11}
 REMOTE_DIR=${REMOTE_DIR:-bird_jax}
 WORKER=${WORKER:-all}
 CONFIG=${CONFIG:-}
@@ -151,6 +158,7 @@ TPU=(compute tpus tpu-vm)
 LOCATION=(--zone="$ZONE")
 [[ -z $PROJECT ]] || LOCATION+=(--project="$PROJECT")
 LOG_DIR="$REMOTE_DIR/logs"
+MANIFEST=.bird_jax_synced_files
 PID_FILE="$LOG_DIR/train.pid"
 
 q() {  # shell-quote the arguments for the remote bash
@@ -193,7 +201,8 @@ create() {
     if [[ -z $RUNTIME_VERSION ]]; then
         case $ACCELERATOR_TYPE in
             v2-* | v3-* | v4-*) RUNTIME_VERSION=tpu-ubuntu2204-base ;;
-            v5litepod-* | v5e-*) RUNTIME_VERSION=v2-alpha-tpuv5-lite ;;
+            v5litepod-*) RUNTIME_VERSION=v2-alpha-tpuv5-lite ;;
+            v5e-*) die "TPU v5e is '${ACCELERATOR_TYPE/v5e-/v5litepod-}' in gcloud, not '$ACCELERATOR_TYPE'." ;;
             v5p-*) RUNTIME_VERSION=v2-alpha-tpuv5 ;;
             v6e-*) RUNTIME_VERSION=v2-alpha-tpuv6e ;;
             *) die "no default runtime version for '$ACCELERATOR_TYPE': pass --runtime_version." ;;
@@ -244,23 +253,46 @@ echo \"\$(hostname): \$(git -C $(q "$REMOTE_DIR") log -1 --oneline)\""
     fi
     run_cmd gcloud "${TPU[@]}" scp "$tarball" "$TPU_NAME:bird_jax_src.tar.gz" "${LOCATION[@]}" \
         --worker="$WORKER"
-    # Mirror the tree: everything but the venv and the logs is replaced.
-    remote="set -e
-mkdir -p $(q "$REMOTE_DIR")
-find $(q "$REMOTE_DIR") -mindepth 1 -maxdepth 1 ! -name .venv ! -name logs -exec rm -rf {} +
-tar -xzf bird_jax_src.tar.gz -C $(q "$REMOTE_DIR")
+    on_workers "$(unpack_script)"
+}
+
+unpack_script() {  # remote: unpack ~/bird_jax_src.tar.gz into REMOTE_DIR (see sync in --help)
+    # $MANIFEST lists the files the previous sync unpacked: those the new tarball lacks are
+    # removed (a deleted module must not linger); files never synced (data, .venv, logs) stay.
+    local dir manifest
+    dir=$(q "$REMOTE_DIR")
+    manifest=$(q "$REMOTE_DIR/$MANIFEST")
+    echo "set -e
+mkdir -p $dir
+tar -tzf bird_jax_src.tar.gz | LC_ALL=C sort >$manifest.new
+if [ -f $manifest ]; then
+  LC_ALL=C comm -23 $manifest $manifest.new | while IFS= read -r f; do rm -f -- $dir/\"\$f\"; done
+fi
+tar -xzf bird_jax_src.tar.gz -C $dir
+mv $manifest.new $manifest
 rm -f bird_jax_src.tar.gz
-echo \"\$(hostname): code in ~/$(q "$REMOTE_DIR")\""
-    on_workers "$remote"
+echo \"\$(hostname): code in ~/$dir\""
 }
 
 install() {
     sync_code
     local remote
+    # uv puts a standalone CPython build in ~/.local/share/uv (no apt, no PPA, the same on every
+    # image); it comes from PyPI with the system pip, else from uv's installer.
     remote="set -e
 cd $(q "$REMOTE_DIR")
+new_enough='import sys; sys.exit(sys.version_info < (3, 11))'
+if [ -x .venv/bin/python ] && ! .venv/bin/python -c \"\$new_enough\"; then
+  echo \"\$(hostname): .venv has \$(.venv/bin/python -V); bird_jax needs Python >= 3.11: recreating it\"
+  rm -rf .venv
+fi
 if [ ! -x .venv/bin/python ]; then
-  $(q "$REMOTE_PYTHON") -m venv .venv || { sudo apt-get update -qq && sudo apt-get install -y -qq python3-venv && $(q "$REMOTE_PYTHON") -m venv .venv; }
+  export PATH=\"\$HOME/.local/bin:\$PATH\"
+  if ! command -v uv >/dev/null; then
+    python3 -m pip install --quiet --user uv || curl -LsSf https://astral.sh/uv/install.sh | sh
+  fi
+  uv venv --quiet --seed --python $(q "$REMOTE_PYTHON") .venv
+  .venv/bin/python -c \"\$new_enough\" || { echo \"\$(hostname): --python=$(q "$REMOTE_PYTHON") gave \$(.venv/bin/python -V); bird_jax needs >= 3.11\" >&2; exit 1; }
 fi
 .venv/bin/pip install --quiet --upgrade pip
 .venv/bin/pip install --quiet -e '.[tpu]'
@@ -272,13 +304,14 @@ print(\"jax\", jax.__version__, \"with libtpu\")'"
 
 run() {
     [[ -n $CONFIG ]] || die "run needs --config=configs/X.py (or CONFIG=...)."
-    [[ -n $WORKDIR ]] || die "run needs --workdir=gs://BUCKET/runs/NAME (or WORKDIR=...)."
-    if [[ $WORKDIR != gs://* ]]; then
-        ((SHARED_WORKDIR)) || die "--workdir=$WORKDIR is not gs://...: every worker must write" \
-            "to the SAME storage (checkpoints are restored from it). Use gs://BUCKET/..., or a" \
-            "path on a mount shared by all workers (gcsfuse, Filestore) plus --shared_workdir."
-        [[ $WORKDIR == /* ]] || die "with --shared_workdir, --workdir must be an absolute path."
-    fi
+    [[ -n $WORKDIR ]] || die "run needs --workdir=/SHARED/runs/NAME (or WORKDIR=...)."
+    [[ $WORKDIR != *://* ]] || die "--workdir=$WORKDIR: bird_jax writes its workdir with local" \
+        "file APIs, so URLs are refused. Mount the bucket at the same path on every worker" \
+        "(gcsfuse) or use Filestore, and pass that path with --shared_workdir."
+    ((SHARED_WORKDIR)) || die "--workdir=$WORKDIR: every worker must write to the SAME storage" \
+        "(checkpoints are restored from it). Put it on a mount shared by all workers (gcsfuse," \
+        "Filestore) and add --shared_workdir to say so."
+    [[ $WORKDIR == /* ]] || die "--workdir must be an absolute path (on the shared mount)."
     [[ $WORKER == all ]] || die "run starts every worker (--worker=all): a slice needs all of them."
     local flag
     for flag in ${MAIN_FLAGS[@]+"${MAIN_FLAGS[@]}"}; do

@@ -156,3 +156,126 @@ def test_launch_detection(monkeypatch):
 
 def test_one_process_stops_when_asked_without_collectives():
     assert distributed.stop_agreed(True, 3) and not distributed.stop_agreed(False, 10)
+
+
+def _checkpoint_steps(directory) -> list[str]:
+    """Entries of an Orbax checkpoint directory: finished steps ('20') and unfinished saves."""
+    return sorted(os.listdir(directory)) if os.path.isdir(directory) else []
+
+
+def test_sigterm_in_setup_stops_at_the_first_agreed_step_and_a_second_cannot_kill_the_save(
+    tmp_path,
+):
+    """JAX's preemption service must not swallow a SIGTERM that arrives before the loop, and a
+    repeated SIGTERM while the final checkpoint is written must not kill the process (143)."""
+    started = time.monotonic()
+    processes = _start_pair(tmp_path)
+    signalled = []
+    for line in processes[0].stdout:
+        if line.startswith("bird_jax:") and not signalled:  # the header: restored, not compiled
+            processes[0].send_signal(signal.SIGTERM)
+            signalled.append("setup")
+        elif line.startswith("stopped at step"):  # the save runs (asynchronously) from here
+            processes[0].send_signal(signal.SIGTERM)
+            signalled.append("save")
+            break
+    stopped = _finish(processes)
+    print(f"SIGTERM in set-up and in the final save: {time.monotonic() - started:.1f} s")
+    assert signalled == ["setup", "save"], stopped[0][1][-3000:]
+    assert [code for code, _ in stopped] == [0, 0], stopped[0][1][-3000:]
+    # Saved exactly once, at the first step the processes agree on, and completely.
+    first = str(distributed.STOP_CHECK_EVERY_STEPS)
+    assert _checkpoint_steps(tmp_path / "checkpoints") == [first]
+    assert os.path.isdir(tmp_path / "checkpoints" / first / "state")
+
+
+_RAISES_AT_FIRST_EVALUATION = """
+import runpy, sys
+from bird_jax import train
+def broken(*args, **kwargs):
+    raise RuntimeError("injected failure of this process")
+train.evaluate_and_report = broken
+sys.argv[0] = "bird_jax.main"
+runpy.run_module("bird_jax.main", run_name="__main__")
+"""
+
+
+def test_a_process_that_raises_takes_the_other_down_within_the_timeout(tmp_path):
+    """Process 1 raises (its Python exits through JAX's shutdown) at the first evaluation, while
+    process 0 waits in a collective: both end after about --distributed_timeout_s (20 s), not
+    after JAX's default 300 s shutdown timeout."""
+    port = _free_port()
+    processes = [_start(tmp_path, 2, 0, 2, port)]
+    command = processes[0].args
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+           "JAX_PLATFORMS": "cpu"}  # fmt: skip
+    flags = [arg.replace("--process_id=0", "--process_id=1") for arg in command[3:]]
+    processes.append(subprocess.Popen(
+        [sys.executable, "-c", _RAISES_AT_FIRST_EVALUATION, *flags], cwd=REPO, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    ))  # fmt: skip
+    for line in processes[1].stdout:
+        if "injected failure" in line:
+            break
+    raised = time.monotonic()
+    results = _finish(processes, timeout=150)  # TimeoutExpired: JAX's 300 s shutdown wait
+    print(f"both processes ended {time.monotonic() - raised:.1f} s after the failure")
+    assert all(code != 0 for code, _ in results), results[0][1][-3000:]
+
+
+def _fake_host(root, pci_devices: dict[str, tuple[str, str]], dev: list[str]):
+    """A fake / with PCI devices {slot: (vendor, device)} and device nodes or folders in /dev."""
+    for slot, (vendor, device) in pci_devices.items():
+        folder = root / "sys/bus/pci/devices" / slot
+        folder.mkdir(parents=True)
+        (folder / "vendor").write_text(vendor + "\n")
+        (folder / "device").write_text(device + "\n")
+    for name in dev:
+        path = root / "dev" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.mkdir() if name.endswith("/") else path.touch()
+    return str(root)
+
+
+def test_tpu_detection_reads_pci_ids_not_dev_accel(tmp_path, monkeypatch):
+    monkeypatch.setattr(distributed.importlib.util, "find_spec", lambda name: object())  # libtpu
+    npu_laptop = _fake_host(  # Intel NPU: the accel subsystem's /dev/accel/ folder
+        tmp_path / "laptop", {"0000:00:0b.0": ("0x8086", "0x7d1d")}, ["accel/", "accel/accel0"]
+    )
+    assert distributed._tpu_chips(npu_laptop) == 0 and not distributed._on_cloud_tpu_vm(npu_laptop)
+    gce_vm = _fake_host(tmp_path / "gce", {"0000:00:04.0": ("0x1ae0", "0x0042")}, [])  # gVNIC
+    assert not distributed._on_cloud_tpu_vm(gce_vm)
+    v4 = {f"0000:00:0{i}.0": ("0x1ae0", "0x005e") for i in range(4)}
+    v4_vm = _fake_host(tmp_path / "v4", v4, [f"accel{i}" for i in range(4)])
+    assert distributed._tpu_chips(v4_vm) == 4 and distributed._on_cloud_tpu_vm(v4_vm)
+    newer = _fake_host(tmp_path / "new", {"0000:00:05.0": ("0x1ae0", "0x0099")}, ["vfio/0"])
+    assert distributed._tpu_chips(newer) == 1  # an unknown Google id with TPU device nodes
+    monkeypatch.setattr(distributed.importlib.util, "find_spec", lambda name: None)
+    assert not distributed._on_cloud_tpu_vm(v4_vm)  # no libtpu: JAX could not use the TPUs
+
+
+def test_a_url_workdir_is_refused_in_one_line(tmp_path):
+    from bird_jax.workdir import Workdir
+
+    with pytest.raises(ValueError, match=r"--workdir gs://bucket/run: a URL is not supported"):
+        Workdir("gs://bucket/run")
+    assert Workdir(tmp_path / "run").path == tmp_path / "run"
+
+
+_SIGTERM_AFTER_INITIALIZE = """
+import os, signal, sys, time
+from bird_jax import distributed
+distributed.initialize(distributed.Launch("explicit", sys.argv[1], 1, 0), timeout_s=20)
+os.kill(os.getpid(), signal.SIGTERM)
+time.sleep(2)
+print("SIGTERM was swallowed")
+"""
+
+
+def test_jax_distributed_leaves_sigterm_to_bird_jax():
+    """After jax.distributed.initialize (and its preemption service), SIGTERM does what it did
+    before: here the default, ending the process, instead of being swallowed."""
+    command = [sys.executable, "-c", _SIGTERM_AFTER_INITIALIZE, f"localhost:{_free_port()}"]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == -signal.SIGTERM, result.stdout + result.stderr[-2000:]
