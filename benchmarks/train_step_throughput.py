@@ -89,6 +89,14 @@ _TORCH_THREADS = flags.DEFINE_integer(
     "torch_threads", 0, "torch.set_num_threads of the torch side; 0: all usable cores."
 )
 _OUT = flags.DEFINE_string("out", None, "Append the Markdown report (and JSON lines) here.")
+_JSONL = flags.DEFINE_string(
+    "jsonl",
+    None,
+    "Write the raw results here as JSON lines, as they are measured (the report header first).",
+)
+_RENDER = flags.DEFINE_string(
+    "render", None, "Print the Markdown report of a --jsonl file instead of measuring."
+)
 _MAX_SECONDS = flags.DEFINE_float(
     "max_seconds",
     0.0,
@@ -362,8 +370,31 @@ def _rates(r: dict[str, Any]) -> str:
 
 
 def _percent(mfu: float | None) -> str:
-    """MFU in percent, three significant digits."""
-    return "n/a" if mfu is None else f"{100 * mfu:.3g}%"
+    """MFU in percent, three significant digits; a dagger above 100% (see `mfu_note`)."""
+    if mfu is None:
+        return "n/a"
+    return f"{100 * mfu:.3g}%" + (" †" if mfu > 1 else "")
+
+
+def mfu_note(records: list[dict[str, Any]]) -> list[str]:
+    """What the MFU columns divide by, when that is not the chip's datasheet peak."""
+    sources = sorted({r["peak_source"] for r in records if r.get("peak_source")})
+    if all("datasheet" in source for source in sources):
+        return []
+    return [
+        "",
+        f"MFU here divides by the peak in the header ({'; '.join(sources)}), not the chip's "
+        "datasheet peak: a library with faster kernels than XLA's (oneDNN's AMX bf16, say) can "
+        "exceed 100% (marked †).",
+    ]
+
+
+def windows_note(records: list[dict[str, Any]]) -> list[str]:
+    """A warning when the windows are too few or too short to compare configurations."""
+    few = [r for r in records if r.get("repeats", 0) < 5 or r.get("steps_per_repeat", 0) < 3]
+    if not few:
+        return []
+    return ["", "Fewer than 5 windows of 3 steps: indicative only, too few to rank close rows."]
 
 
 def markdown_table(rows: list[tuple[dict[str, Any], dict[str, Any] | None]]) -> list[str]:
@@ -429,9 +460,52 @@ def check_flags(accums: list[int]) -> None:
         )
 
 
+class RawResults:
+    """Each record to stderr, and (with a path) to a JSON-lines file as soon as it is measured."""
+
+    def __init__(self, path: str | None, header: list[str]):
+        self.path = path
+        if path:
+            Path(path).write_text(json.dumps({"report_header": header}) + "\n")
+
+    def add(self, record: dict[str, Any]) -> None:
+        print(json.dumps(record), file=sys.stderr, flush=True)
+        if self.path:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+def render(path: str) -> str:
+    """The Markdown report of a JSON-lines file written by --jsonl (header, table, notes)."""
+    lines = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    header = next(line["report_header"] for line in lines if "report_header" in line)
+    end = [line for line in lines if "report_end" in line]
+    records = [line for line in lines if "framework" in line]
+    torch_by_config = {_config_key(r): r for r in records if r["framework"] == "torch"}
+    rows = [(r, torch_by_config.get(_config_key(r))) for r in records if r["framework"] != "torch"]
+    report = [*header, *(e["report_end"] for e in end), "", *markdown_table(rows)]
+    report += [*mfu_note(records), *windows_note(records)]
+    if end and end[0]["not_run"]:
+        report += ["", f"Not run (time budget): {', '.join(end[0]['not_run'])}."]
+    return "\n".join(report)
+
+
+def _config_key(record: dict[str, Any]) -> tuple:
+    """What pairs our record with torch's: model, precision, image size, accumulation."""
+    return (
+        record["model"],
+        record["precision"],
+        record["image_size"],
+        record["grad_accum_steps"],
+    )
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if _RENDER.value:
+        print(render(_RENDER.value))
+        return
     if _TORCH_PYTHON.value:  # before JAX starts its backend: leave GPU memory to torch
         os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.45")
     sizes, accums = int_list(_IMAGE_SIZES), int_list(_GRAD_ACCUM)
@@ -441,6 +515,7 @@ def main(argv: list[str]) -> None:
     peaks = {precision: hardware.peak_flops(device, precision) for precision in _PRECISIONS.value}
     header = report_header(sizes, accums, torch_info, peaks)
     print("\n".join(header), flush=True)
+    raw_lines = RawResults(_JSONL.value, header)
     rows, records, not_run = [], [], []
     budget = TimeBudget(_MAX_SECONDS.value)
     for image_size in sizes:
@@ -457,14 +532,16 @@ def main(argv: list[str]) -> None:
                     peak = peaks[precision]
                     ours = benchmark(model_name, precision, image_size, grad_accum, batch, peak)
                     records.append(ours)  # printed at once: kept by a caller that stops us
-                    print(json.dumps(ours), file=sys.stderr, flush=True)
+                    raw_lines.add(ours)
                     torch = None if torch_info is None else benchmark_torch(ours, peak)
                     if torch is not None:
                         records.append(torch)
-                        print(json.dumps(torch), file=sys.stderr, flush=True)
+                        raw_lines.add(torch)
                     rows.append((ours, torch))
                     budget.spent(model_name, time.perf_counter() - start)
-    report = [*header, f"- Load average at end: {load_average()}", "", *markdown_table(rows)]
+    end = f"- Load average at end: {load_average()}"
+    raw_lines.add({"report_end": end, "not_run": not_run})
+    report = [*header, end, "", *markdown_table(rows), *mfu_note(records), *windows_note(records)]
     if not_run:
         report += ["", f"Not run (--max_seconds={_MAX_SECONDS.value:g}): {', '.join(not_run)}."]
     raw = ["", "<details><summary>Raw results (JSON lines)</summary>", "", "```json"]

@@ -120,8 +120,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.ema_decay = 0.0  # 0 disables the EMA of the parameters
     config.eval_with_ema = False
 
-    # Numerics: auto = bfloat16 compute (float32 params) on GPU/TPU, float32 on CPU (no bf16
-    # units there); or bfloat16, float16 (+ dynamic loss scaling), float32.
+    # Numerics: auto = bfloat16 compute (float32 params) on GPU/TPU, float32 on CPU (XLA:CPU has
+    # no faster bf16 kernels); or bfloat16, float16 (+ dynamic loss scaling), float32.
     config.precision = "auto"
 
     # Loop, logging, checkpoints.

@@ -61,8 +61,18 @@ def replicate(tree: Any) -> Any:
 
 
 def unreplicate(tree: Any) -> Any:
-    """The first device's copy of a replicated pytree (still on that device)."""
-    return jax.tree.map(lambda leaf: leaf[0], tree)
+    """The first local device's copy of a replicated pytree (still on that device).
+
+    It reads that device's shard rather than indexing the array: in a multi-process run,
+    indexing a global array is a computation every process would have to join.
+    """
+
+    def first_copy(leaf: Any) -> Any:
+        if not isinstance(leaf, jax.Array) or len(leaf.addressable_shards) == 1:
+            return leaf[0]
+        return leaf.addressable_shards[0].data.squeeze(0)
+
+    return jax.tree.map(first_copy, tree)
 
 
 def to_host(tree: Any) -> Any:

@@ -18,16 +18,13 @@ put back right after, so the service never hears of a SIGTERM (Orbax's preemptio
 always says no). The service is not switched off with `jax_enable_preemption_service=False`
 (JAX 0.8.2+): Orbax before 0.12.3 fails every multi-process save without it.
 
-JAX versions (setup.cfg asks for >= 0.7): `heartbeat_timeout_seconds` exists from 0.7.0,
-`shutdown_timeout_seconds` from 0.8.1 (older JAX keeps its 300 s shutdown wait, with a warning);
-`JAX_LOCAL_DEVICE_IDS` and the gloo CPU collectives (`jax_cpu_collectives_implementation`)
-predate 0.7.
+JAX versions: `shutdown_timeout_seconds` needs JAX >= 0.8.1, `heartbeat_timeout_seconds` 0.7.0
+(setup.cfg asks for 0.10); `JAX_LOCAL_DEVICE_IDS` and the gloo CPU collectives are older.
 """
 
 import dataclasses
 import glob
 import importlib.util
-import inspect
 import os
 import signal
 import threading
@@ -161,21 +158,14 @@ def initialize(launch: Launch, timeout_s: int = 300) -> None:
     if launch.kind == "single":
         return
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    timeouts = {"initialization_timeout": timeout_s, "heartbeat_timeout_seconds": timeout_s}
-    if "shutdown_timeout_seconds" in inspect.signature(jax.distributed.initialize).parameters:
-        timeouts["shutdown_timeout_seconds"] = timeout_s
-    else:
-        logging.warning(
-            "JAX %s has no shutdown_timeout_seconds (0.8.1+): a process that fails waits up to "
-            "300 s for the others before it exits.",
-            jax.__version__,
-        )
     sigterm = signal.getsignal(signal.SIGTERM)
     jax.distributed.initialize(
         coordinator_address=launch.coordinator_address,
         num_processes=launch.num_processes,
         process_id=launch.process_id,
-        **timeouts,
+        initialization_timeout=timeout_s,
+        heartbeat_timeout_seconds=timeout_s,
+        shutdown_timeout_seconds=timeout_s,
     )
     _reclaim_sigterm(sigterm)
     logging.info(

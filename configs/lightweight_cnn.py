@@ -10,8 +10,8 @@ Variants: '' (random-resized-crop + flip), 'study' (crop + the bird study's elev
 bird_jax.config.STUDY_OPS), or one study augmentation's name (crop + that one alone).
 Expected on cub20 (20 CUB species, 479 train photos, from scratch, 420 steps, float32, mean of
 seeds 0 and 1): 40.5% test top-1 / 77.8% top-5 with crop + flip, 41.6% / 80.5% with ':study', in
-11-19 min on a shared 2-core Intel Xeon CPU (bfloat16, the default, is about half as fast on a CPU
-without bf16 units: 39.2% in 17 min). Details in BENCHMARKS.md.
+11-19 min on a shared 2-core Intel Xeon CPU (bfloat16 is about half as fast on a CPU, where XLA
+converts it around float32 kernels: 39.2% in 17 min). Details in BENCHMARKS.md.
 """
 
 import ml_collections

@@ -46,16 +46,9 @@ def step_cost(fn: Callable, *args: Any, **kwargs: Any) -> StepCost | None:
             jax.default_backend(),
         )
         return None
-    return StepCost(flops_per_device=flops, num_devices=_device_count(compiled))
-
-
-def _device_count(compiled: Any) -> int:
-    """How many devices a compiled function runs on, read from its shardings."""
-    try:
-        shardings = jax.tree.leaves((compiled.input_shardings, compiled.output_shardings))
-    except AttributeError:  # a pmap executable of older JAX has none: it spans the local devices
-        return jax.local_device_count()
-    return max(len({device for sharding in shardings for device in sharding.device_set}), 1)
+    shardings = jax.tree.leaves((compiled.input_shardings, compiled.output_shardings))
+    devices = {device for sharding in shardings for device in sharding.device_set}
+    return StepCost(flops_per_device=flops, num_devices=max(len(devices), 1))
 
 
 def _flops(cost_analysis: Any) -> float | None:
