@@ -52,6 +52,14 @@ class _TinyNet(nn.Module):
         return nn.Dense(5, dtype=jnp.float32)(x.mean(axis=(1, 2)))
 
 
+class _MeanColour(nn.Module):
+    """Logits a linear map of the mean colour, spread enough for smoothing and mixing to show."""
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        return nn.Dense(NUM_CLASSES, kernel_init=nn.initializers.normal(5.0))(x.mean(axis=(1, 2)))
+
+
 def _tiny_model(name: str, dtype):
     if name == "tiny":
         return _TinyNet(dtype=dtype)
@@ -105,7 +113,9 @@ def _shard(tree, num_devices):
     return jax.tree.map(lambda x: x.reshape(num_devices, -1, *x.shape[1:]), tree)
 
 
-def _run(state, model, tx, schedule, num_devices, steps=2, spec="resize", **step_kwargs):
+def _run(
+    state, model, tx, schedule, num_devices, steps=2, spec="resize", batches=_batch, **step_kwargs
+):
     devices = jax.local_devices()[:num_devices]
     if len(devices) < num_devices:  # e.g. one GPU (benchmarks/device); CPU tests fake 8 devices
         pytest.skip(f"needs {num_devices} {jax.default_backend()} devices, found {len(devices)}")
@@ -113,7 +123,7 @@ def _run(state, model, tx, schedule, num_devices, steps=2, spec="resize", **step
     replicated = jax.tree.map(lambda x: jnp.stack([x] * num_devices), state)
     metrics = None
     for i in range(steps):
-        replicated, metrics = p_step(replicated, _shard(_batch(i), num_devices))
+        replicated, metrics = p_step(replicated, _shard(batches(i), num_devices))
     first = lambda tree: jax.tree.map(lambda x: np.asarray(x)[0], tree)
     return first(replicated), first(metrics).compute()
 
@@ -149,6 +159,38 @@ def test_gradient_accumulation_matches_large_batch():
     for accum in (2, 4):
         accumulated, _ = _run(state, model, tx, schedule, num_devices=n, grad_accum_steps=accum)
         assert _max_diff(big.params, accumulated.params) < 1e-2 * LR
+
+
+def test_label_smoothing_with_cutmix_matches_a_hand_computed_loss():
+    """The loss is the cross-entropy against smoothed one-hots mixed like the images. A fixed
+    16x16 CutMix box in 32x32 images gives lambda = 0.75 exactly; with one colour per image, each
+    mixed image's mean colour is 0.75 of its own and 0.25 of its partner's (example N - 1 - i,
+    on the other device), wherever the box lands."""
+    smoothing = 0.2
+    config = _config(label_smoothing=smoothing)
+    schedule = optim.learning_rate_schedule(config, num_train_examples=1000)
+    tx = optim.create_optimizer(config, schedule)
+    model = _MeanColour()
+    state = create_train_state(model, tx, image_size=IMAGE, seed=0, use_ema=False)
+    rng = np.random.default_rng(0)
+    colours = rng.integers(0, 256, (GLOBAL_BATCH, 1, 1, 3), dtype=np.uint8)
+    batch = {
+        "image": np.broadcast_to(colours, (GLOBAL_BATCH, IMAGE, IMAGE, 3)).copy(),
+        "label": rng.integers(0, NUM_CLASSES, GLOBAL_BATCH).astype(np.int32),
+    }
+    spec = "resize|mixup(0.0, cutmix_alpha=1.0, cutmix_minmax=(0.5, 0.5))"
+    _, metrics = _run(
+        state, model, tx, schedule, 2, steps=1, spec=spec, batches=lambda _: batch,
+        label_smoothing=smoothing,
+    )  # fmt: skip
+
+    mix = lambda x: 0.75 * x + 0.25 * x[::-1]
+    normalised = (mix(colours / 255.0) - 0.5) / 0.25
+    logits = model.apply({"params": state.params}, normalised)
+    targets = np.full((GLOBAL_BATCH, NUM_CLASSES), smoothing / NUM_CLASSES)
+    targets[np.arange(GLOBAL_BATCH), batch["label"]] += 1 - smoothing
+    loss = -np.mean(np.sum(mix(targets) * jax.nn.log_softmax(logits), axis=-1))
+    np.testing.assert_allclose(metrics["loss"], loss, rtol=1e-5)
 
 
 def test_rolled_accumulation_loop_matches_the_unrolled_one():
