@@ -157,20 +157,23 @@ class RunCheckpoints:
         manager = self._managers[which]
         meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
         self._check_compatible(meta, step, manager.directory)
+        # Orbax restores an array of another shape without complaint: compare the names and
+        # shapes first, and keep Orbax's own error for anything else.
+        difference = _difference(manager.item_metadata(step)["state"], template, partial=partial)
         state_args = ocp.args.PyTreeRestore(
             item=template, restore_args=_to_numpy(template), partial_restore=partial
         )
         try:
+            if difference:
+                raise ValueError(difference)
             restored = manager.restore(
                 step, args=ocp.args.Composite(state=state_args, data=ocp.args.JsonRestore())
             )
         except (ValueError, KeyError, TypeError) as e:
-            saved = manager.item_metadata(step)["state"]
             raise IncompatibleCheckpointError(
                 f"Checkpoint {manager.directory}/{step} does not match this run's state "
-                f"structure ({_difference(saved, template, partial=partial) or e}): a changed "
-                "ema_decay, optimizer or model option? Use a new --workdir, or the config that "
-                "wrote it."
+                f"structure ({difference or e}): a changed ema_decay, optimizer or model "
+                "option? Use a new --workdir, or the config that wrote it."
             ) from e
         logging.info("Restored %s checkpoint at step %d from %s.", which, step, manager.directory)
         return restored

@@ -148,6 +148,18 @@ def test_changed_classes_or_state_structure_is_refused(trained_run, change, mess
     assert "\n" not in str(refused.value) and len(str(refused.value)) < 400
 
 
+def test_checkpoint_arrays_of_another_shape_are_refused(trained_run):
+    """Orbax would restore an array of another shape as it is: the restore compares shapes."""
+    workdir, _ = trained_run
+    config = tiny_config()
+    exp = experiment.build(config, [str(i) for i in range(10)], num_train_examples=100)
+    template = exp.abstract_state()
+    kernel = template.params["head"]["kernel"]
+    template.params["head"]["kernel"] = jax.ShapeDtypeStruct((17, 10), kernel.dtype)
+    with pytest.raises(IncompatibleCheckpointError, match=r"params.head.kernel \(16, 10\) vs "):
+        _checkpoints(config, workdir).restore(template)
+
+
 @pytest.mark.parametrize(
     "precision, dtype, loss_scaling",
     [("float32", jnp.float32, False), ("bfloat16", jnp.bfloat16, False),
