@@ -57,7 +57,8 @@ class _MeanColour(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        return nn.Dense(NUM_CLASSES, kernel_init=nn.initializers.normal(5.0))(x.mean(axis=(1, 2)))
+        dense = nn.Dense(NUM_CLASSES, kernel_init=nn.initializers.normal(5.0), precision="highest")
+        return dense(x.mean(axis=(1, 2)))
 
 
 def _tiny_model(name: str, dtype):
@@ -165,7 +166,7 @@ def test_label_smoothing_with_cutmix_matches_a_hand_computed_loss():
     """The loss is the cross-entropy against smoothed one-hots mixed like the images. A fixed
     16x16 CutMix box in 32x32 images gives lambda = 0.75 exactly; with one colour per image, each
     mixed image's mean colour is 0.75 of its own and 0.25 of its partner's (example N - 1 - i,
-    on the other device), wherever the box lands."""
+    on the other device where there are two), wherever the box lands."""
     smoothing = 0.2
     config = _config(label_smoothing=smoothing)
     schedule = optim.learning_rate_schedule(config, num_train_examples=1000)
@@ -180,7 +181,7 @@ def test_label_smoothing_with_cutmix_matches_a_hand_computed_loss():
     }
     spec = "resize|mixup(0.0, cutmix_alpha=1.0, cutmix_minmax=(0.5, 0.5))"
     _, metrics = _run(
-        state, model, tx, schedule, 2, steps=1, spec=spec, batches=lambda _: batch,
+        state, model, tx, schedule, _few_devices(), steps=1, spec=spec, batches=lambda _: batch,
         label_smoothing=smoothing,
     )  # fmt: skip
 
@@ -190,7 +191,7 @@ def test_label_smoothing_with_cutmix_matches_a_hand_computed_loss():
     targets = np.full((GLOBAL_BATCH, NUM_CLASSES), smoothing / NUM_CLASSES)
     targets[np.arange(GLOBAL_BATCH), batch["label"]] += 1 - smoothing
     loss = -np.mean(np.sum(mix(targets) * jax.nn.log_softmax(logits), axis=-1))
-    np.testing.assert_allclose(metrics["loss"], loss, rtol=1e-5)
+    np.testing.assert_allclose(metrics["loss"], loss, rtol=1e-4)
 
 
 def test_rolled_accumulation_loop_matches_the_unrolled_one():
@@ -278,9 +279,10 @@ def test_float16_loss_scaling_matches_float32():
     reference, expected = _run(state, model, tx, schedule, num_devices=n)
     half = _tiny_model("tiny", jnp.float16)
     trained, metrics = _run(state, half, tx, schedule, num_devices=n, loss_scaling=True)
-    np.testing.assert_allclose(metrics["grad_norm"], expected["grad_norm"], rtol=1e-3)
-    np.testing.assert_allclose(metrics["loss"], expected["loss"], rtol=1e-3)
-    assert _max_diff(trained.params, reference.params) < 0.05 * LR
+    # Tolerances for float16 rounding (and TF32 "float32" on a GPU); a scale left in is 32768x.
+    np.testing.assert_allclose(metrics["grad_norm"], expected["grad_norm"], rtol=1e-2)
+    np.testing.assert_allclose(metrics["loss"], expected["loss"], rtol=1e-2)
+    assert _max_diff(trained.params, reference.params) < 0.1 * LR
     assert float(trained.loss_scale.scale) == 2.0**15  # no overflow, not yet grown
 
 
