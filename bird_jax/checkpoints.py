@@ -45,8 +45,47 @@ def _to_numpy(template: Any) -> Any:
     )
 
 
+def _arrays(tree: Any) -> dict[str, tuple[int, ...]]:
+    """Leaf name (as Orbax names it: 'opt_state.1.0.mu.head.bias') -> shape."""
+
+    def name(path) -> str:
+        return ".".join(
+            str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path
+        )
+
+    leaves = jax.tree_util.tree_leaves_with_path(tree)
+    return {name(path): tuple(getattr(leaf, "shape", ())) for path, leaf in leaves}
+
+
+def _difference(saved: Any, template: Any, *, partial: bool) -> str:
+    """What differs between a checkpoint's arrays and a restore template's, grouped by field:
+    'the checkpoint has ema_params (18 arrays) that this run has not'."""
+    theirs, ours = _arrays(saved), _arrays(template)
+
+    def fields(names) -> str:
+        counts: dict[str, int] = {}
+        for name in sorted(names):
+            field = name.split(".")[0]
+            counts[field] = counts.get(field, 0) + 1
+        return ", ".join(f"{field} ({n} array{'s' * (n > 1)})" for field, n in counts.items())
+
+    parts = []
+    extra = set() if partial else set(theirs) - set(ours)  # a partial restore reads a subset
+    if extra:
+        parts.append(f"the checkpoint has {fields(extra)} that this run has not")
+    if missing := set(ours) - set(theirs):
+        parts.append(f"this run needs {fields(missing)} that the checkpoint has not")
+    reshaped = [n for n in sorted(set(ours) & set(theirs)) if ours[n] != theirs[n]]
+    if reshaped:
+        shapes = ", ".join(f"{n} {theirs[n]} vs {ours[n]}" for n in reshaped[:3])
+        parts.append(
+            f"shapes differ (checkpoint vs this run): {shapes}" + (", …" * (len(reshaped) > 3))
+        )
+    return "; ".join(parts)
+
+
 class IncompatibleCheckpointError(ValueError):
-    """The workdir holds a checkpoint of a different model or label set."""
+    """The workdir holds a checkpoint of a different model, label set or state structure."""
 
 
 class RunCheckpoints:
@@ -118,17 +157,23 @@ class RunCheckpoints:
         manager = self._managers[which]
         meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
         self._check_compatible(meta, step, manager.directory)
+        # Orbax restores an array of another shape without complaint: compare the names and
+        # shapes first, and keep Orbax's own error for anything else.
+        difference = _difference(manager.item_metadata(step)["state"], template, partial=partial)
         state_args = ocp.args.PyTreeRestore(
             item=template, restore_args=_to_numpy(template), partial_restore=partial
         )
         try:
+            if difference:
+                raise ValueError(difference)
             restored = manager.restore(
                 step, args=ocp.args.Composite(state=state_args, data=ocp.args.JsonRestore())
             )
         except (ValueError, KeyError, TypeError) as e:
             raise IncompatibleCheckpointError(
                 f"Checkpoint {manager.directory}/{step} does not match this run's state "
-                f"structure ({e}). Use a new --workdir, or the config that wrote it."
+                f"structure ({difference or e}): a changed ema_decay, optimizer or model "
+                "option? Use a new --workdir, or the config that wrote it."
             ) from e
         logging.info("Restored %s checkpoint at step %d from %s.", which, step, manager.directory)
         return restored

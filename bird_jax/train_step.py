@@ -95,6 +95,7 @@ def train_step(
     label_smoothing: float = 0.0,
     ema_decay: float = 0.0,
     loss_scaling: bool = False,
+    unroll_accumulation: bool | None = None,
 ) -> tuple[TrainState, TrainMetrics]:
     """One optimiser update from one per-device batch (split into `grad_accum_steps` parts).
 
@@ -103,6 +104,8 @@ def train_step(
     With accumulation the micro-batches run in a `lax.scan`, so memory is that of one
     micro-batch. On CPU the scan is unrolled: XLA:CPU runs convolutions inside a loop body several
     times slower (jax-ml/jax#12868), and host memory is rarely the limit there.
+    `unroll_accumulation` overrides that choice (None: unrolled on CPU only), e.g. for tests of
+    the rolled loop that GPUs and TPUs run.
     """
     augment_rng, dropout_rng = jax.random.split(jax.random.fold_in(state.rng, state.step))
     rng = jax.random.fold_in(dropout_rng, jax.lax.axis_index(AXIS))
@@ -144,11 +147,13 @@ def train_step(
             jax.random.split(rng, grad_accum_steps),
         )
         zeros = jax.tree.map(jnp.zeros_like, state.params)
+        if unroll_accumulation is None:
+            unroll_accumulation = jax.default_backend() == "cpu"
         (grads, batch_stats), (losses, logits) = jax.lax.scan(
             accumulate,
             (zeros, state.batch_stats),
             micro_batches,
-            unroll=jax.default_backend() == "cpu",
+            unroll=unroll_accumulation,
         )
         grads = jax.tree.map(lambda g: g / grad_accum_steps, grads)
     grads = jax.lax.pmean(grads, AXIS)

@@ -1,8 +1,9 @@
 """Test setup: 8 fake CPU devices for pmap, fast compiles, and absl flags marked parsed.
 
 The tests check numerics and behaviour, never speed, so XLA skips most optimisations
-(JAX_DISABLE_MOST_OPTIMIZATIONS, inherited by the processes tests start): compiles take about
-half the time, results are the same up to float rounding.
+(JAX_DISABLE_MOST_OPTIMIZATIONS, inherited by the processes tests start, except the quickstart,
+which runs as a user runs it): compiles take about half the time, results are the same up to
+float rounding.
 
 JAX_PLATFORMS defaults to cpu. `benchmarks/device/check.sh` runs the GPU-relevant tests with
 JAX_PLATFORMS=cuda, where the fake-device flag (it only touches the host platform) changes nothing.
@@ -17,18 +18,6 @@ os.environ["XLA_FLAGS"] = (
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 
-import pytest  # noqa: E402
 from absl import flags  # noqa: E402
 
 flags.FLAGS.mark_as_parsed()
-
-
-@pytest.fixture
-def optimized_compiles():
-    """Full XLA optimisation for a test whose time goes into running many steps, not compiling
-    (the quickstart: 264 steps run 1.5x longer unoptimised)."""
-    import jax
-
-    jax.config.update("jax_disable_most_optimizations", False)
-    yield
-    jax.config.update("jax_disable_most_optimizations", True)

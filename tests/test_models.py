@@ -156,7 +156,31 @@ def test_batch_norm_statistics_update_in_train_mode(name):
     # A BatchNorm fed by a linear map of a normalized batch sees mean ~0, so only some means move.
     assert all(moved for path, moved in changed.items() if "var" in path)
     assert any(moved for path, moved in changed.items() if "mean" in path)
-    np.testing.assert_array_equal(evaluate(variables, x), evaluate(variables, x))
+    # Evaluation normalises with the running statistics, not the batch's: an example's logits do
+    # not depend on the rest of its batch, and the updated statistics change them.
+    logits = evaluate(variables, x)
+    scale = float(np.abs(logits).max())  # small at init (small head): compare relative to it
+    np.testing.assert_allclose(evaluate(variables, x[:1]), logits[:1], atol=1e-4 * scale)
+    assert np.abs(evaluate({**variables, **updated}, x) - logits).max() > 0.1 * scale
+
+
+@pytest.mark.parametrize("name", WITH_BATCH_NORM)
+def test_eval_with_the_batch_statistics_matches_the_train_forward(name):
+    """Eval mode with running statistics set to a batch's own mean and variance gives the
+    train-mode logits of that batch (dropout off): the two BatchNorm paths agree."""
+    model = models.create_model(name, num_classes=NUM_CLASSES, **{**SMALL[name], "dropout_rate": 0})
+    x = 3.0 + images(seed=2)
+    variables = jax.jit(lambda k, x: model.init(k, x, train=False))(key(0), x)
+    train = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]))
+    logits, updated = train(variables, x)
+    # running = 0.9 * initial + 0.1 * batch, from mean 0 and variance 1
+    batch_stats = jax.tree_util.tree_map_with_path(
+        lambda path, new: (new - (0.9 if "var" in jax.tree_util.keystr(path) else 0.0)) / 0.1,
+        updated["batch_stats"],
+    )
+    evaluated = model.apply({**variables, "batch_stats": batch_stats}, x)
+    scale = float(np.abs(logits).max())
+    np.testing.assert_allclose(evaluated, logits, atol=1e-3 * scale)
 
 
 def test_convnext_init():

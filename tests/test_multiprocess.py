@@ -94,7 +94,7 @@ def test_two_processes_train_like_one_and_resume_after_sigterm(reference, tmp_pa
     assert int(state.step) == STEPS and data_state == expected_data
     # Equal up to float rounding: gloo sums the cross-process gradient mean in another order,
     # and Adam's normalisation lets those last-bit differences grow over the steps.
-    assert _max_diff(state.params, expected.params) < 1e-4
+    assert _max_diff(state.params, expected.params) < 3e-5  # 9e-6 seen; one lr-6.25e-5 step shows
     assert _max_diff(state.batch_stats, expected.batch_stats) < 1e-4
     # Evaluation covered the 180 validation digits once each (batch 64: a partial last batch).
     ours, theirs = (json.loads((w / "eval_valid.json").read_text()) for w in (tmp_path, reference))

@@ -8,12 +8,13 @@ import sys
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
 
 from bird_jax import data, experiment, predict, train
-from bird_jax.checkpoints import IncompatibleCheckpointError, RunCheckpoints
+from bird_jax.checkpoints import BEST, IncompatibleCheckpointError, RunCheckpoints
 from bird_jax.evaluate import evaluate_checkpoint
 from bird_jax.signals import Stopped
 from bird_jax.workdir import checkpoint_metadata
@@ -113,6 +114,7 @@ def test_sigterm_saves_and_resume_continues_exactly(trained_run, tmp_path, monke
     assert efficiency["total"]["kwh"] > efficiency["energy"]["kwh"] > 0
     assert resumed_data == reference_data  # same data position
     assert _max_diff(resumed.params, reference.params) < 1e-6
+    assert _max_diff(resumed.batch_stats, reference.batch_stats) < 1e-6
     assert _max_diff(resumed.ema_params, reference.ema_params) < 1e-6
     assert _max_diff(resumed.opt_state, reference.opt_state) < 1e-6
 
@@ -123,6 +125,146 @@ def test_incompatible_checkpoint_is_refused(trained_run):
     config.model.head_features = 32
     with pytest.raises(IncompatibleCheckpointError, match="head_features"):
         train.train_and_evaluate(config, workdir)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"data.classes": tuple("012345678")}, r"class_names: checkpoint has \['0', .*'9'\], "
+         r"this config \['0', .*'8'\]"),
+        ({"ema_decay": 0.0}, r"state structure \(the checkpoint has ema_params \(\d+ arrays\) "
+         r"that this run has not\)"),
+    ],
+    ids=["classes", "state"],
+)  # fmt: skip
+def test_changed_classes_or_state_structure_is_refused(trained_run, change, message):
+    """A checkpoint of another class set, or of another state structure (here without the EMA),
+    is refused with one short line that says what differs."""
+    workdir, _ = trained_run
+    config = tiny_config()
+    config.update_from_flattened_dict(change)
+    with pytest.raises(IncompatibleCheckpointError, match=message) as refused:
+        train.train_and_evaluate(config, workdir)
+    assert "\n" not in str(refused.value) and len(str(refused.value)) < 400
+
+
+def test_checkpoint_arrays_of_another_shape_are_refused(trained_run):
+    """Orbax would restore an array of another shape as it is: the restore compares shapes."""
+    workdir, _ = trained_run
+    config = tiny_config()
+    exp = experiment.build(config, [str(i) for i in range(10)], num_train_examples=100)
+    template = exp.abstract_state()
+    kernel = template.params["head"]["kernel"]
+    template.params["head"]["kernel"] = jax.ShapeDtypeStruct((17, 10), kernel.dtype)
+    with pytest.raises(IncompatibleCheckpointError, match=r"params.head.kernel \(16, 10\) vs "):
+        _checkpoints(config, workdir).restore(template)
+
+
+@pytest.mark.parametrize(
+    "precision, dtype, loss_scaling",
+    [("float32", jnp.float32, False), ("bfloat16", jnp.bfloat16, False),
+     ("float16", jnp.float16, True)],
+)  # fmt: skip
+def test_precision_sets_the_compute_dtype_and_loss_scaling(
+    precision, dtype, loss_scaling, monkeypatch
+):
+    """config.precision reaches the model's activations and the train step's loss scaling;
+    parameters stay float32."""
+    config = tiny_config()
+    config.precision = precision
+    exp = experiment.build(config, [str(i) for i in range(10)], num_train_examples=100)
+    state = exp.abstract_state()
+    image = jax.ShapeDtypeStruct((2, 16, 16, 3), jnp.float32)
+    _, captured = jax.eval_shape(
+        lambda params, batch_stats, x: exp.model.apply(
+            {"params": params, "batch_stats": batch_stats}, x,
+            capture_intermediates=True, mutable=["intermediates"],
+        ),
+        state.params, state.batch_stats, image,
+    )  # fmt: skip
+    assert captured["intermediates"]["stem"]["__call__"][0].dtype == dtype
+    assert {leaf.dtype for leaf in jax.tree.leaves(state.params)} == {jnp.dtype(jnp.float32)}
+    step_kwargs = {}
+    monkeypatch.setattr(experiment, "make_train_step", lambda **kwargs: step_kwargs.update(kwargs))
+    experiment.pmapped_train_step(config, exp)
+    assert step_kwargs["loss_scaling"] is loss_scaling
+
+
+# Validation accuracy reported at each evaluation of the scripted run: the best is step 6.
+SCRIPTED_ACCURACY = {3: 0.5, 6: 0.9, 9: 0.7, 12: 0.8}
+
+
+@pytest.fixture(scope="module")
+def scripted_run(tmp_path_factory):
+    """A tiny run with scripted validation accuracies: 6 steps evaluating the EMA, then resumed
+    to 12 evaluating the trained parameters. Returns (workdir, the best step before the resume,
+    {step: (the parameters evaluated, the real results)})."""
+    workdir = str(tmp_path_factory.mktemp("scripted"))
+    evaluations = {}
+    real_evaluate = train.evaluate_and_report
+
+    def scripted(p_eval_step, variables, *args, step, **kwargs):
+        results = real_evaluate(p_eval_step, variables, *args, step=step, **kwargs)
+        evaluations[step] = (jax.tree.map(lambda x: np.asarray(x[0]), variables["params"]), results)
+        return {**results, "accuracy": SCRIPTED_ACCURACY[step]}
+
+    config = _scripted_config(eval_with_ema=True)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(train, "evaluate_and_report", scripted)
+        train.train_and_evaluate(config, workdir)
+        best_before_resume = _checkpoints(config, workdir).step(BEST)
+        config.num_train_steps = 12
+        config.eval_with_ema = False
+        train.train_and_evaluate(config, workdir)
+    return workdir, best_before_resume, evaluations
+
+
+def _scripted_config(eval_with_ema: bool):
+    config = tiny_config()
+    config.lr = 0.5  # peak 0.03 at batch 16: the parameters move well away from their EMA
+    config.eval_with_ema = eval_with_ema
+    return config
+
+
+def _checkpoints(config, workdir):
+    info = data.load_splits(config.data)
+    return RunCheckpoints(workdir, metadata=checkpoint_metadata(config, info.class_names))
+
+
+def test_best_checkpoint_holds_the_most_accurate_step_across_a_resume(scripted_run):
+    """checkpoints_best/ holds the step of highest validation accuracy: step 6 (0.9) replaces
+    step 3 (0.5), and the resumed run's 0.7 and 0.8 do not replace it."""
+    workdir, best_before_resume, evaluations = scripted_run
+    assert best_before_resume == 6
+    config = _scripted_config(eval_with_ema=True)
+    ckpts = _checkpoints(config, workdir)
+    model = experiment.create_model(config, num_classes=10)
+    best = ckpts.restore_variables(experiment.abstract_variables(config, model), which=BEST)
+    ckpts.close()
+    assert int(best["step"]) == 6
+    assert _max_diff(best["ema_params"], evaluations[6][0]) == 0.0  # what step 6 evaluated
+
+
+def test_evaluation_uses_ema_params_only_when_asked(scripted_run):
+    """eval_with_ema=True evaluates the EMA parameters, False the trained ones: in training
+    (the scripted run switched at its resume) and from a checkpoint."""
+    workdir, _, evaluations = scripted_run
+    ema_config, raw_config = (_scripted_config(eval_with_ema=use) for use in (True, False))
+    final, _ = _final_state(raw_config, workdir)
+    evaluated, results = evaluations[12]
+    assert _max_diff(evaluated, final.params) == 0.0
+    assert _max_diff(final.params, final.ema_params) > 1e-3
+    ckpts = _checkpoints(ema_config, workdir)
+    model = experiment.create_model(ema_config, num_classes=10)
+    step_6 = ckpts.restore_variables(experiment.abstract_variables(ema_config, model), which=BEST)
+    ckpts.close()
+    assert _max_diff(evaluations[6][0], step_6["ema_params"]) == 0.0
+    assert _max_diff(evaluations[6][0], step_6["params"]) > 1e-3
+
+    loss = lambda config: evaluate_checkpoint(config, workdir, split="valid")["loss"]
+    assert loss(raw_config) == pytest.approx(results["loss"], rel=1e-6)
+    # 12 steps teach the tiny model little: the EMA's loss differs by about 1e-4 (relative).
+    assert loss(ema_config) != pytest.approx(results["loss"], rel=2e-5)
 
 
 def test_evaluate_best_checkpoint_on_test_split(trained_run):

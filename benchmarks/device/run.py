@@ -459,7 +459,7 @@ def part_quickstart(args, env, clock, monitor) -> dict[str, Any]:
     elif result["train"]["rc"] == 0:
         result["evaluate"] = {"skipped": _no_time(limit)}
     valid = (result["eval_valid"] or {}).get("accuracy")
-    minimum = 0.0 if args.dry_run else 0.95  # tests/test_quickstart.py: >= 95% validation top-1
+    minimum = 0.0 if args.dry_run else 0.95  # bfloat16 on a GPU: not the CPU figures of README
     result["accuracy_floor"] = minimum  # none in a dry run: 30 steps, still warming up
     result["passed"] = result["train"]["rc"] == 0 and valid is not None and valid >= minimum
     result["passed"] &= result.get("evaluate", {}).get("rc", 0) == 0
