@@ -168,7 +168,7 @@ def train_and_evaluate(
             console.say(console.closing(summary, best, config.data.eval_split, workdir))
     else:
         accounting.tracker.stop()
-    writer.flush()
+    writer.close()  # its threads would otherwise end at interpreter shutdown, with tracebacks
     if stopping:  # processes that got no signal themselves stop as for SIGTERM
         raise Stopped(stop.signum or signal.SIGTERM, step)
     return results
