@@ -479,15 +479,25 @@ def render(path: str) -> str:
     """The Markdown report of a JSON-lines file written by --jsonl (header, table, notes)."""
     lines = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
     header = next(line["report_header"] for line in lines if "report_header" in line)
-    end = [line for line in lines if "report_end" in line]
+    end = next((line for line in lines if "report_end" in line), None)
     records = [line for line in lines if "framework" in line]
     torch_by_config = {_config_key(r): r for r in records if r["framework"] == "torch"}
     rows = [(r, torch_by_config.get(_config_key(r))) for r in records if r["framework"] != "torch"]
-    report = [*header, *(e["report_end"] for e in end), "", *markdown_table(rows)]
+    return "\n".join(report_lines(header, end, rows, records))
+
+
+def report_lines(
+    header: list[str],
+    end: dict[str, Any] | None,
+    rows: list[tuple[dict[str, Any], dict[str, Any] | None]],
+    records: list[dict[str, Any]],
+) -> list[str]:
+    """Header, end line, table and notes: the report of a run, or of its JSON lines."""
+    report = [*header, *([end["report_end"]] if end else []), "", *markdown_table(rows)]
     report += [*mfu_note(records), *windows_note(records)]
-    if end and end[0]["not_run"]:
-        report += ["", f"Not run (time budget): {', '.join(end[0]['not_run'])}."]
-    return "\n".join(report)
+    if end and end["not_run"]:
+        report += ["", f"Not run ({end['not_run_because']}): {', '.join(end['not_run'])}."]
+    return report
 
 
 def _config_key(record: dict[str, Any]) -> tuple:
@@ -539,11 +549,13 @@ def main(argv: list[str]) -> None:
                         raw_lines.add(torch)
                     rows.append((ours, torch))
                     budget.spent(model_name, time.perf_counter() - start)
-    end = f"- Load average at end: {load_average()}"
-    raw_lines.add({"report_end": end, "not_run": not_run})
-    report = [*header, end, "", *markdown_table(rows), *mfu_note(records), *windows_note(records)]
-    if not_run:
-        report += ["", f"Not run (--max_seconds={_MAX_SECONDS.value:g}): {', '.join(not_run)}."]
+    end = {
+        "report_end": f"- Load average at end: {load_average()}",
+        "not_run": not_run,
+        "not_run_because": f"--max_seconds={_MAX_SECONDS.value:g}",
+    }
+    raw_lines.add(end)
+    report = report_lines(header, end, rows, records)
     raw = ["", "<details><summary>Raw results (JSON lines)</summary>", "", "```json"]
     raw += [json.dumps(r) for r in records] + ["```", "", "</details>", ""]
     print("\n" + "\n".join(report[len(header) :]))
