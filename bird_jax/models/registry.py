@@ -51,6 +51,14 @@ def create_model(name: str, *, num_classes: int, dtype: Dtype = jnp.float32, **k
     return _get(name)(num_classes=num_classes, dtype=dtype, **kwargs)
 
 
+def create_variant(
+    name: str, *, num_classes: int, dtype: Dtype = jnp.float32, **architecture
+) -> nn.Module:
+    """Model `name` with parts of its bound architecture replaced (e.g. ConvNeXt depths/dims):
+    the tiny versions that tests and the reference fixtures build."""
+    return _get(name)(num_classes=num_classes, dtype=dtype, **architecture)
+
+
 def _get(name: str) -> functools.partial[nn.Module]:
     if name not in _MODELS:
         raise ValueError(f"Unknown model {name!r}; known models: {', '.join(list_models())}.")
