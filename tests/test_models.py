@@ -14,8 +14,14 @@ import pytest
 
 from bird_jax import models
 from bird_jax.models import lightweight
-from bird_jax.models.common import BatchNorm, DepthwiseConv, PointwiseConv
-from bird_jax.models.convnext import drop_path, drop_path_rates
+from bird_jax.models.common import (
+    BatchNorm,
+    DepthwiseConv,
+    PointwiseConv,
+    drop_path,
+    drop_path_rates,
+)
+from bird_jax.models.vit import resample_position_embeddings
 
 NUM_CLASSES = 7
 # One small configuration per family, with enough dropout / drop path to see it act.
@@ -23,8 +29,17 @@ SMALL = {
     "vgg16": {"batch_norm": True, "width_multiplier": 0.125, "head_width": 16},
     "lightweight_cnn": {"width_multiplier": 0.5, "dropout_rate": 0.5},
     "convnext_atto": {"drop_path_rate": 0.5, "layer_scale_init": 1.0, "head_init_scale": 0.25},
+    # Basic blocks: the train forward of a bottleneck ResNet on batches of 4 at 32 px (1x1 maps
+    # in the last stage) changes by 1e-3 for a 1e-6 change of its input.
+    "resnet18": {
+        "widths": (8, 16, 32, 64),
+        "stem_width": 16,
+        "drop_path_rate": 0.5,
+        "dropout_rate": 0.5,
+    },
+    "vit_ti16": {"drop_path_rate": 0.5, "dropout_rate": 0.2},
 }
-WITH_BATCH_NORM = ["lightweight_cnn", "vgg16"]
+WITH_BATCH_NORM = ["lightweight_cnn", "resnet18", "vgg16"]
 
 
 def key(seed: int) -> jax.Array:
@@ -59,13 +74,14 @@ def param_count(name: str, size: int, num_classes: int, **kwargs) -> int:
 def test_registry_lists_every_model():
     sizes = ("atto", "femto", "pico", "nano", "tiny", "small", "base", "large", "xlarge")
     expected = {"vgg11", "vgg13", "vgg16", "vgg19", "lightweight_cnn"}
+    expected |= {"resnet18", "resnet34", "resnet50", "resnet101", "vit_ti16", "vit_s16", "vit_b16"}
     assert models.list_models() == sorted(expected | {f"convnext_{s}" for s in sizes})
 
 
 @pytest.mark.parametrize(
     "name, expected",
     [
-        # torchvision's VGGs and timm's ConvNeXts at 224 px, 1000 classes.
+        # torchvision's VGGs and ResNets, timm's ConvNeXts and ViTs at 224 px, 1000 classes.
         ("vgg11", 132_863_336),
         ("vgg13", 133_047_848),
         ("vgg16", 138_357_544),
@@ -73,6 +89,13 @@ def test_registry_lists_every_model():
         ("convnext_tiny", 28_589_128),
         ("convnext_small", 50_223_688),
         ("convnext_base", 88_591_464),
+        ("resnet18", 11_689_512),
+        ("resnet34", 21_797_672),
+        ("resnet50", 25_557_032),
+        ("resnet101", 44_549_160),
+        ("vit_ti16", 5_717_416),
+        ("vit_s16", 22_050_664),
+        ("vit_b16", 86_567_656),
     ],
 )
 def test_reference_parameter_counts(name, expected):
@@ -84,6 +107,31 @@ def test_vgg_head_adapts_to_input_size_and_classes():
     flatten_change = (7 * 7 - 2 * 2) * 512 * 4096  # features 7x7x512 at 224 px, 2x2x512 at 64
     assert param_count("vgg16", 64, 1000) == full - flatten_change
     assert param_count("vgg16", 224, 10) == full - 990 * (4096 + 1)
+
+
+def test_vit_position_embeddings_follow_the_image_size():
+    tokens = (384 // 16) ** 2 - (224 // 16) ** 2
+    assert param_count("vit_b16", 384, 1000) == param_count("vit_b16", 224, 1000) + tokens * 768
+
+
+@pytest.mark.parametrize(
+    "name, outside_blocks",
+    [
+        ("resnet50", {"stem_conv", "stem_bn", "head"}),
+        ("vit_b16", {"patch_embed", "cls_token", "pos_embed", "norm", "head"}),
+    ],
+)
+def test_residual_blocks_are_the_top_level_modules_named_block(name, outside_blocks):
+    """Layer-wise learning-rate decay reads the depth of a parameter from these names."""
+    model = models.create_model(name, num_classes=10)
+    params = jax.eval_shape(model.init, key(0), jnp.zeros((1, 64, 64, 3)))["params"]
+    blocks = {n for n in params if "block" in n}
+    assert set(params) - blocks == outside_blocks
+    if name == "vit_b16":
+        assert blocks == {f"block{i}" for i in range(12)}
+    else:
+        depths = (3, 4, 6, 3)
+        assert blocks == {f"layer{s + 1}_block{i}" for s, d in enumerate(depths) for i in range(d)}
 
 
 def test_lightweight_cnn_is_under_half_a_million_parameters():
@@ -112,7 +160,8 @@ def test_bfloat16_compute_with_float32_params_and_logits(name):
     assert logits.shape == (2, NUM_CLASSES)
     assert logits.dtype == jnp.float32
     assert {leaf.dtype for leaf in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
-    # Every layer output is bfloat16 except the head and ConvNeXt's final (pooled) LayerNorm.
+    # Every layer output is bfloat16 except the head and ConvNeXt's and ViT's final LayerNorm
+    # (of the pooled features, the class token).
     outputs = jax.tree_util.tree_leaves_with_path(state["intermediates"])
     body = {
         jax.tree_util.keystr(p): out.dtype for p, out in outputs if p[0].key not in {"head", "norm"}
@@ -167,8 +216,9 @@ def test_batch_norm_statistics_update_in_train_mode(name):
 @pytest.mark.parametrize("name", WITH_BATCH_NORM)
 def test_eval_with_the_batch_statistics_matches_the_train_forward(name):
     """Eval mode with running statistics set to a batch's own mean and variance gives the
-    train-mode logits of that batch (dropout off): the two BatchNorm paths agree."""
-    model = models.create_model(name, num_classes=NUM_CLASSES, **{**SMALL[name], "dropout_rate": 0})
+    train-mode logits of that batch (dropout and drop path off): the two BatchNorm paths agree."""
+    off = {k: 0 for k in models.model_kwargs(name) if k in ("dropout_rate", "drop_path_rate")}
+    model = models.create_model(name, num_classes=NUM_CLASSES, **{**SMALL[name], **off})
     x = 3.0 + images(seed=2)
     variables = jax.jit(lambda k, x: model.init(k, x, train=False))(key(0), x)
     train = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]))
@@ -197,6 +247,17 @@ def test_convnext_init():
     without = models.create_model("convnext_atto", num_classes=10, layer_scale_init=0.0)
     shapes = jax.eval_shape(without.init, key(0), jnp.zeros((1, 32, 32, 3)))
     assert "layer_scale" not in shapes["params"]["stage0_block0"]
+
+
+def test_resnet_zero_init_residual_starts_each_block_as_identity():
+    model = models.create_model("resnet18", num_classes=10, widths=(4, 4, 8, 8), stem_width=4)
+    x = jnp.zeros((1, 32, 32, 3))
+    default = jax.jit(model.init)(key(0), x)["params"]
+    zeroed = jax.jit(model.clone(zero_init_residual=True).init)(key(0), x)["params"]
+    for name, block in zeroed.items():
+        if "block" in name:
+            assert np.all(block["bn2"]["scale"] == 0) and np.all(block["bn1"]["scale"] == 1)
+            assert np.all(default[name]["bn2"]["scale"] == 1)
 
 
 def test_drop_path_drops_whole_samples_and_rescales_the_rest():
@@ -230,6 +291,10 @@ def test_unknown_model_lists_the_known_names():
         ("lightweight_cnn", {"activation": "tanh"}, "activation must be one of"),
         ("convnext_atto", {"drop_path_rate": -0.1}, "drop_path_rate must be in"),
         ("vgg11", {"head_width": 0}, "head_width must be > 0"),
+        ("resnet50", {"dropout_rate": 1.0}, "dropout_rate must be in"),
+        ("resnet50", {"widths": (64, 128)}, "depths and widths must have the same length"),
+        ("vit_b16", {"drop_path_rate": 1.0}, "drop_path_rate must be in"),
+        ("vit_b16", {"layer_norm_epsilon": 0}, "layer_norm_epsilon must be > 0"),
     ],
 )
 def test_bad_kwargs_are_named(name, kwargs, message):
@@ -241,6 +306,52 @@ def test_vgg_rejects_images_smaller_than_its_total_stride():
     model = models.create_model("vgg11", num_classes=10)
     with pytest.raises(ValueError, match="at least 32 px"):
         jax.eval_shape(model.init, key(0), jnp.zeros((1, 16, 16, 3)))
+
+
+def test_vit_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="num_heads .3. must divide width .16."):
+        models.registry.create_variant("vit_ti16", num_classes=10, width=16)
+    model = models.create_model("vit_ti16", num_classes=10)
+    with pytest.raises(ValueError, match="multiples of patch_size 16, got 40x40 px"):
+        jax.eval_shape(model.init, key(0), jnp.zeros((1, 40, 40, 3)))
+
+
+def _position_embeddings(side: int, width: int = 6) -> np.ndarray:
+    """[1, 1 + side**2, width]: a class token of 100s, then a smooth function of the patch
+    centres' coordinates in [0, 1] (one frequency per channel)."""
+    centres = (np.arange(side) + 0.5) / side
+    rows, cols = np.meshgrid(centres, centres, indexing="ij")
+    grid = np.stack([np.sin(0.5 * c * rows + 0.3 * c * cols + c) for c in range(width)], axis=-1)
+    cls = np.full((1, 1, width), 100.0)
+    return np.concatenate([cls, grid.reshape(1, side * side, width)], axis=1).astype(np.float32)
+
+
+def test_resample_position_embeddings_is_the_identity_at_the_same_size():
+    array = np.random.default_rng(0).normal(size=(1, 1 + 7 * 7, 6)).astype(np.float32)
+    np.testing.assert_array_equal(resample_position_embeddings(array, array.shape), array)
+
+
+@pytest.mark.parametrize("source, target", [(7, 14), (14, 7), (8, 12)])
+def test_resample_position_embeddings_keeps_a_smooth_grid_smooth(source, target):
+    resampled = resample_position_embeddings(_position_embeddings(source), (1, 1 + target**2, 6))
+    expected = _position_embeddings(target)
+    assert resampled.shape == expected.shape and resampled.dtype == np.float32
+    np.testing.assert_array_equal(resampled[:, 0], expected[:, 0])  # the class token is kept
+    error = np.abs(resampled - expected)  # the function's values lie in [-1, 1]
+    assert error.max() < 0.1 and error.mean() < 0.01  # largest at the border
+
+
+@pytest.mark.parametrize(
+    "shape, target, message",
+    [
+        ((1, 50, 6), (1, 50, 8), "6 wide, the model's 8: the checkpoint is of another ViT width"),
+        ((1, 51, 6), (1, 50, 6), "checkpoint's position embedding has 50 patch tokens, not a sq"),
+        ((50, 6), (1, 50, 6), r"must be \[1, tokens, width\]"),
+    ],
+)
+def test_resample_position_embeddings_says_why_it_cannot(shape, target, message):
+    with pytest.raises(ValueError, match=message):
+        resample_position_embeddings(np.zeros(shape, np.float32), target)
 
 
 def _grads(module, variables, x, seed=3):

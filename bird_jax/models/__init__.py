@@ -7,6 +7,17 @@ logits = model.apply(variables, images, train=True, rngs={"dropout": key}, mutab
 from bird_jax.models.convnext import ConvNeXt
 from bird_jax.models.lightweight import LightweightCNN
 from bird_jax.models.registry import create_model, list_models, model_kwargs
+from bird_jax.models.resnet import ResNet
 from bird_jax.models.vgg import VGG
+from bird_jax.models.vit import ViT
 
-__all__ = ["VGG", "ConvNeXt", "LightweightCNN", "create_model", "list_models", "model_kwargs"]
+__all__ = [
+    "VGG",
+    "ConvNeXt",
+    "LightweightCNN",
+    "ResNet",
+    "ViT",
+    "create_model",
+    "list_models",
+    "model_kwargs",
+]

@@ -9,7 +9,11 @@ import jax.numpy as jnp
 from bird_jax.models.common import Dtype
 from bird_jax.models.convnext import ARCHITECTURES, ConvNeXt
 from bird_jax.models.lightweight import LightweightCNN
+from bird_jax.models.resnet import ARCHITECTURES as RESNETS
+from bird_jax.models.resnet import ResNet
 from bird_jax.models.vgg import CONVS_PER_STAGE, VGG
+from bird_jax.models.vit import ARCHITECTURES as VITS
+from bird_jax.models.vit import ViT
 
 # name -> Module class with its architecture bound; create_model adds the user's kwargs.
 _MODELS: dict[str, functools.partial[nn.Module]] = {
@@ -21,6 +25,16 @@ _MODELS: dict[str, functools.partial[nn.Module]] = {
     **{
         f"convnext_{size}": functools.partial(ConvNeXt, depths=depths, dims=dims)
         for size, (depths, dims) in ARCHITECTURES.items()
+    },
+    **{
+        name: functools.partial(ResNet, block=block, depths=depths)
+        for name, (block, depths) in RESNETS.items()
+    },
+    **{
+        f"vit_{size}": functools.partial(
+            ViT, patch_size=16, width=width, depth=depth, num_heads=heads
+        )
+        for size, (width, depth, heads) in VITS.items()
     },
 }
 
