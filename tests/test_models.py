@@ -14,13 +14,8 @@ import pytest
 
 from bird_jax import models
 from bird_jax.models import lightweight
-from bird_jax.models.common import (
-    BatchNorm,
-    DepthwiseConv,
-    PointwiseConv,
-    drop_path,
-    drop_path_rates,
-)
+from bird_jax.models.common import BatchNorm, DepthwiseConv, PointwiseConv, drop_path
+from bird_jax.models.convnext import drop_path_rates
 from bird_jax.models.vit import resample_position_embeddings
 
 NUM_CLASSES = 7
@@ -217,7 +212,7 @@ def test_batch_norm_statistics_update_in_train_mode(name):
 def test_eval_with_the_batch_statistics_matches_the_train_forward(name):
     """Eval mode with running statistics set to a batch's own mean and variance gives the
     train-mode logits of that batch (dropout and drop path off): the two BatchNorm paths agree."""
-    off = {k: 0 for k in models.model_kwargs(name) if k in ("dropout_rate", "drop_path_rate")}
+    off = {kwarg: 0.0 for kwarg in models.model_kwargs(name) if kwarg.endswith("_rate")}
     model = models.create_model(name, num_classes=NUM_CLASSES, **{**SMALL[name], **off})
     x = 3.0 + images(seed=2)
     variables = jax.jit(lambda k, x: model.init(k, x, train=False))(key(0), x)

@@ -1,16 +1,14 @@
-"""Pieces shared by the model families: initializers, argument checks, the classifier,
-stochastic depth, and the layers whose XLA:CPU lowering is slow as written by flax (depthwise
-and 1x1 convolutions, BatchNorm): same parameters and results, hand-written backward passes
-(see BENCHMARKS.md, "Lightweight CNN train step on CPU")."""
+"""Pieces shared by the model families: initializers, argument checks, the classifier, and the
+layers whose XLA:CPU lowering is slow as written by flax (depthwise and 1x1 convolutions,
+BatchNorm): same parameters and results, hand-written backward passes (see BENCHMARKS.md,
+"Lightweight CNN train step on CPU")."""
 
 import functools
-from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 Dtype = Any
 
@@ -147,11 +145,6 @@ def classifier(num_classes: int, kernel_init=dense_kernel_init, name: str = "hea
     )
 
 
-def global_average_pool(x: jax.Array) -> jax.Array:
-    """[N, H, W, C] -> float32 [N, C]; the reduction is done in float32."""
-    return jnp.mean(x.astype(jnp.float32), axis=(1, 2))
-
-
 def drop_path(x: jax.Array, rate: float, rng: jax.Array) -> jax.Array:
     """Stochastic depth: zeroes whole samples with probability `rate`, rescales the others."""
     keep = 1.0 - rate
@@ -159,10 +152,9 @@ def drop_path(x: jax.Array, rate: float, rng: jax.Array) -> jax.Array:
     return jnp.where(mask, x / keep, jnp.zeros_like(x))
 
 
-def drop_path_rates(depths: Sequence[int], max_rate: float) -> list[list[float]]:
-    """Per-stage lists of per-block rates rising linearly from 0 to `max_rate` over all blocks."""
-    rates = np.linspace(0.0, max_rate, sum(depths))
-    return [stage.tolist() for stage in np.split(rates, np.cumsum(depths)[:-1])]
+def global_average_pool(x: jax.Array) -> jax.Array:
+    """[N, H, W, C] -> float32 [N, C]; the reduction is done in float32."""
+    return jnp.mean(x.astype(jnp.float32), axis=(1, 2))
 
 
 def _window(x: jax.Array, i: int, j: int, out_h: int, out_w: int, stride: int) -> jax.Array:
@@ -342,26 +334,3 @@ class PointwiseConv(nn.Module):
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
         y = _pointwise(x, kernel[0, 0])
         return y + bias if bias is not None else y
-
-
-def conv(features: int, kernel_size: int, dtype: Dtype, name: str, **kwargs) -> nn.Module:
-    """Bias-free square convolution (a BatchNorm follows it); 1x1 ones as a matmul."""
-    if kernel_size == 1 and not kwargs:
-        return PointwiseConv(
-            features,
-            use_bias=False,
-            kernel_init=conv_kernel_init,
-            dtype=dtype,
-            param_dtype=jnp.float32,
-            name=name,
-        )
-    return nn.Conv(
-        features,
-        (kernel_size, kernel_size),
-        use_bias=False,
-        kernel_init=conv_kernel_init,
-        dtype=dtype,
-        param_dtype=jnp.float32,
-        name=name,
-        **kwargs,
-    )

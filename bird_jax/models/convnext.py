@@ -6,6 +6,7 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from bird_jax.models.common import (
     DepthwiseConv,
@@ -14,7 +15,6 @@ from bird_jax.models.common import (
     check_rate,
     classifier,
     drop_path,
-    drop_path_rates,
     global_average_pool,
 )
 
@@ -35,6 +35,12 @@ ARCHITECTURES = {
 # at +-2 absolute, i.e. practically never).
 kernel_init = nn.initializers.truncated_normal(stddev=0.02)
 layer_norm = functools.partial(nn.LayerNorm, epsilon=1e-6, param_dtype=jnp.float32)
+
+
+def drop_path_rates(depths: Sequence[int], max_rate: float) -> list[list[float]]:
+    """Per-stage lists of per-block rates rising linearly from 0 to `max_rate` over all blocks."""
+    rates = np.linspace(0.0, max_rate, sum(depths))
+    return [stage.tolist() for stage in np.split(rates, np.cumsum(depths)[:-1])]
 
 
 class ConvNeXtBlock(nn.Module):

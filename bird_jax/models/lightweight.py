@@ -10,11 +10,11 @@ import jax.numpy as jnp
 from bird_jax.models.common import (
     DepthwiseConv,
     Dtype,
+    PointwiseConv,
     batch_norm,
     check_positive,
     check_rate,
     classifier,
-    conv,
     conv_kernel_init,
     global_average_pool,
 )
@@ -26,6 +26,29 @@ def scale_width(width: int, multiplier: float, divisor: int = 8) -> int:
     """`width * multiplier` rounded to a multiple of `divisor`, never more than 10% below it."""
     scaled = max(divisor, int(width * multiplier + divisor / 2) // divisor * divisor)
     return scaled + divisor if scaled < 0.9 * width * multiplier else scaled
+
+
+def conv(features: int, kernel_size: int, dtype: Dtype, name: str, **kwargs) -> nn.Module:
+    """Bias-free square convolution (a BatchNorm follows it); 1x1 ones as a matmul."""
+    if kernel_size == 1 and not kwargs:
+        return PointwiseConv(
+            features,
+            use_bias=False,
+            kernel_init=conv_kernel_init,
+            dtype=dtype,
+            param_dtype=jnp.float32,
+            name=name,
+        )
+    return nn.Conv(
+        features,
+        (kernel_size, kernel_size),
+        use_bias=False,
+        kernel_init=conv_kernel_init,
+        dtype=dtype,
+        param_dtype=jnp.float32,
+        name=name,
+        **kwargs,
+    )
 
 
 class InvertedResidual(nn.Module):

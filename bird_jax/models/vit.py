@@ -14,8 +14,8 @@ from bird_jax.models.common import (
     check_rate,
     classifier,
     drop_path,
-    drop_path_rates,
 )
+from bird_jax.models.convnext import drop_path_rates
 
 # (width, depth, heads) of each size (patch 16).
 ARCHITECTURES = {
