@@ -99,9 +99,8 @@ class BatchNorm(nn.BatchNorm):
         )
         if not defaults:
             raise ValueError("bird_jax BatchNorm supports only nn.BatchNorm's default options.")
-        use_running_average = nn.merge_param(
-            "use_running_average", self.use_running_average, use_running_average
-        )
+        if use_running_average is None:  # a call argument wins: `frozen_statistics`
+            use_running_average = self.use_running_average
         features = (x.shape[-1],)
         ra_mean = self.variable("batch_stats", "mean", jnp.zeros, features, jnp.float32)
         ra_var = self.variable("batch_stats", "var", jnp.ones, features, jnp.float32)
@@ -117,6 +116,14 @@ class BatchNorm(nn.BatchNorm):
             ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
             ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
         return y
+
+
+def frozen_statistics(next_fun, args, kwargs, context):
+    """flax method interceptor (`nn.intercept_methods`): every BatchNorm normalises with its
+    running statistics and leaves them unchanged, also in training (frozen BatchNorm)."""
+    if isinstance(context.module, BatchNorm) and context.method_name == "__call__":
+        kwargs = {**kwargs, "use_running_average": True}
+    return next_fun(*args, **kwargs)
 
 
 def batch_norm(
