@@ -1,49 +1,69 @@
-"""Converted weights give the reference framework's logits, at full size.
+"""Pretrained weights give the same logits in bird_jax as in the PyTorch model they came from.
 
-  python benchmarks/pretrained_equivalence.py --model=resnet50 \
-      --torch_python=/tmp/benchvenv/bin/python [--reference=timm] [--weights=PATH]
+Loads --weights into the reference PyTorch model (torchvision's or timm's ResNet, timm's or
+Hugging Face's ViT, chosen by --model and the checkpoint's names) and, converted by
+`bird_jax.pretrained`, into bird_jax's --model; runs both in eval mode in float32 on the same
+random batch and prints the largest |logit difference|. Without --weights, the reference library
+of --reference (`REFERENCES`) first writes its model with every parameter and BatchNorm
+statistic drawn at random (as the test fixtures', `tests/fixtures/make_pretrained_fixtures.py`),
+saved as that library saves it.
 
-The reference side (this file, run by `--torch_python` with `--torch_side`; it needs torch,
-torchvision, timm, transformers and safetensors, no JAX) builds the reference model of `--model`
-(`REFERENCES`), with every parameter and BatchNorm statistic drawn at random as the test
-fixtures' (`tests/fixtures/make_pretrained_fixtures.py`) unless `--weights` names a checkpoint
-(a Hugging Face one: the folder save_pretrained wrote). It runs a random batch in eval mode and
-writes the weights as the library saves them, the images and its logits to a temporary folder.
-This side reads the weights with `bird_jax.pretrained`, converts them onto the registry model
-and prints the largest |logit difference| beside the largest |logit|.
+The torch side runs this file again under --torch_python (torch, torchvision, timm,
+transformers, safetensors), so bird_jax's Python needs no torch:
+
+  PYTHONPATH=. python benchmarks/pretrained_equivalence.py --model=resnet50 \\
+      --torch_python=/tmp/benchvenv/bin/python [--reference=timm | --weights=resnet50.pth]
+
+A Hugging Face checkpoint is the model.safetensors (or pytorch_model.bin) of a save_pretrained
+folder: the torch side loads the folder, and bird_jax takes layer_norm_eps from its config.json.
 """
 
 import argparse
 import json
-import pathlib
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 import numpy as np
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-# registry model -> {library: (its name, overrides of our model to match it)}; the first
-# library is the default reference.
+ROOT = Path(__file__).resolve().parent.parent
+# Registry model -> libraries whose model --reference draws at random; the first is the default.
 REFERENCES = {
-    **{
-        f"resnet{depth}": {"torchvision": (f"resnet{depth}", {}), "timm": (f"resnet{depth}", {})}
-        for depth in (18, 34, 50, 101)
-    },
-    "vit_ti16": {"timm": ("vit_tiny_patch16_224", {})},
-    "vit_s16": {"timm": ("vit_small_patch16_224", {})},
-    "vit_b16": {
-        "timm": ("vit_base_patch16_224", {}),
-        # transformers' ViTConfig defaults are this checkpoint's, layer_norm_eps 1e-12 included.
-        "hf": ("google/vit-base-patch16-224", {"layer_norm_epsilon": 1e-12}),
-    },
+    **{f"resnet{depth}": ("torchvision", "timm") for depth in (18, 34, 50, 101)},
+    "vit_ti16": ("timm",),
+    "vit_s16": ("timm",),
+    "vit_b16": ("timm", "hf"),  # hf: transformers' ViTConfig defaults, google/vit-base-patch16-224
 }
-# Flags the torch side gets too.
-_SHARED = ("model", "reference", "weights", "image_size", "batch_size")
+_TIMM_VIT = {"vit_ti16": "tiny", "vit_s16": "small", "vit_b16": "base"}
+_HF_KEY = "vit.embeddings.patch_embeddings.projection.weight"
 
 
-def _reference_module(library: str, name: str, weights: str | None):
-    """The torch model, its weights loaded from `weights` or drawn at random."""
+def _torch_state(path: str) -> dict:
+    import torch
+
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        return load_file(path)
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _torch_model(model: str, library: str, num_classes: int = 1000):
+    """The PyTorch model of registry model `model` in `library` (ViTs: timm's)."""
+    if library == "timm" or model in _TIMM_VIT:
+        import timm
+
+        name = f"vit_{_TIMM_VIT[model]}_patch16_224" if model in _TIMM_VIT else model
+        return timm.create_model(name, num_classes=num_classes)
+    import torchvision
+
+    return getattr(torchvision.models, model)(num_classes=num_classes)
+
+
+def draw_weights(model: str, library: str, folder: str) -> None:
+    """Writes random weights of `library`'s `model` into `folder` as the library saves them
+    (torchvision: weights.pth, timm: weights.safetensors, Hugging Face: save_pretrained)."""
     import torch
 
     sys.path.insert(0, str(ROOT))
@@ -52,116 +72,109 @@ def _reference_module(library: str, name: str, weights: str | None):
     if library == "hf":
         from transformers import ViTConfig, ViTForImageClassification
 
-        if weights:
-            return ViTForImageClassification.from_pretrained(weights)
         module = ViTForImageClassification(ViTConfig())
         randomize(module)
-        return module
-    state, num_classes = None, 1000
-    if weights:
-        from safetensors.torch import load_file
-
-        state = (
-            load_file(weights)
-            if weights.endswith(".safetensors")
-            else torch.load(weights, map_location="cpu", weights_only=True)
-        )
-        num_classes = next(state[k].shape[0] for k in ("fc.weight", "head.weight") if k in state)
+        module.save_pretrained(folder)
+        return
+    module = _torch_model(model, library)
+    randomize(module)
+    state = {key: value.contiguous() for key, value in module.state_dict().items()}
     if library == "timm":
-        import timm
-
-        module = timm.create_model(name, pretrained=False, num_classes=num_classes)
-    else:
-        import torchvision
-
-        module = torchvision.models.get_model(name, weights=None, num_classes=num_classes)
-    if state is None:
-        randomize(module)
-    else:
-        module.load_state_dict(state)
-    return module
-
-
-def torch_side(args: argparse.Namespace) -> None:
-    """Writes the weights, images.npy (NHWC), logits.npy and reference.json (where the weights
-    are, library versions) into `args.out`."""
-    import torch
-
-    torch.set_grad_enabled(False)
-    name, _ = REFERENCES[args.model][args.reference]
-    module = _reference_module(args.reference, name, args.weights).eval()
-    generator = torch.Generator().manual_seed(0)
-    images = torch.randn(args.batch_size, 3, args.image_size, args.image_size, generator=generator)
-    logits = module(images)
-    logits = getattr(logits, "logits", logits)
-    out = pathlib.Path(args.out)
-    if args.weights:
-        weights = pathlib.Path(args.weights)
-        weights = weights / "model.safetensors" if weights.is_dir() else weights
-    elif args.reference == "hf":
-        module.save_pretrained(out)
-        weights = out / "model.safetensors"
-    else:
         from safetensors.torch import save_file
 
-        weights = out / "weights.safetensors"
-        save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(weights))
-    np.save(out / "images.npy", images.permute(0, 2, 3, 1).numpy())
-    np.save(out / "logits.npy", logits.numpy())
-    from tests.fixtures.make_pretrained_fixtures import versions
-
-    meta = {"weights": str(weights), "versions": versions()}
-    (out / "reference.json").write_text(json.dumps(meta))
+        save_file(state, str(Path(folder, "weights.safetensors")))
+    else:
+        torch.save(state, Path(folder, "weights.pth"))
 
 
-def our_side(args: argparse.Namespace) -> None:
-    """Runs the torch side, converts its weights and prints the largest logit difference."""
-    import flax
+def torch_logits(weights: str, model: str, library: str, images: str, out: str) -> None:
+    """Writes the eval-mode logits of the torch model with `weights` on `images` (NHWC .npy):
+    `library`'s, or Hugging Face's for its names."""
+    import torch
+
+    state = _torch_state(weights)
+    if _HF_KEY in state:
+        from transformers import ViTForImageClassification
+
+        module = ViTForImageClassification.from_pretrained(Path(weights).parent)
+    else:
+        head = next(state[k] for k in ("fc.weight", "head.weight") if k in state)
+        module = _torch_model(model, library, num_classes=len(head))
+        module.load_state_dict(state)
+    module.eval()
+    with torch.no_grad():
+        logits = module(torch.from_numpy(np.load(images)).permute(0, 3, 1, 2).contiguous())
+    np.save(out, getattr(logits, "logits", logits).numpy())
+
+
+def bird_jax_logits(weights: str, model_name: str, images: np.ndarray, num_classes: int):
+    """(format name, eval-mode logits) of bird_jax's `model_name` with converted `weights`."""
     import jax
 
-    from bird_jax.models import registry
+    from bird_jax import models
     from bird_jax.pretrained import files, mapping
 
-    with tempfile.TemporaryDirectory() as folder:
-        command = [args.torch_python, __file__, "--torch_side", f"--out={folder}"]
-        command += [f"--{k}={v}" for k, v in vars(args).items() if k in _SHARED and v is not None]
-        subprocess.run(command, check=True, cwd=ROOT)
-        folder = pathlib.Path(folder)
-        images, expected = np.load(folder / "images.npy"), np.load(folder / "logits.npy")
-        meta = json.loads((folder / "reference.json").read_text())
-        state = files.read_state(meta["weights"])
-    _, overrides = REFERENCES[args.model][args.reference]
-    model = registry.create_variant(args.model, num_classes=expected.shape[-1], **overrides)
-    template = jax.eval_shape(lambda: model.init(jax.random.key(0), images[:1]))
-    conversion = mapping.convert_state(state, args.model, template)
-    logits = jax.jit(lambda v, x: model.apply(v, x))(conversion.apply_to(template), images)
-    diff = float(np.max(np.abs(np.asarray(logits) - expected)))
-    ours = {"jax": jax.__version__, "flax": flax.__version__}
-    print(", ".join(f"{k} {v}" for k, v in {**ours, **meta["versions"]}.items()))
-    print(
-        f"{args.model} vs {args.reference} {REFERENCES[args.model][args.reference][0]} "
-        f"({conversion.format}, {args.weights or 'random weights'}, {args.image_size} px, "
-        f"batch {args.batch_size}, jax {jax.default_backend()}): max |logit diff| {diff:.3g}, "
-        f"max |logit| {float(np.max(np.abs(expected))):.3g}"
+    config = Path(weights).with_name("config.json")  # a Hugging Face folder's
+    config = json.loads(config.read_text()) if config.exists() else {}
+    overrides = (
+        {"layer_norm_epsilon": config["layer_norm_eps"]} if "layer_norm_eps" in config else {}
     )
+    model = models.create_model(model_name, num_classes=num_classes, **overrides)
+    template = jax.eval_shape(model.init, jax.random.key(0), images[:1])
+    conversion = mapping.convert_state(files.read_state(weights), model_name, template)
+    variables = conversion.apply_to(template)
+    return conversion.format, np.asarray(jax.jit(model.apply)(variables, images))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, choices=sorted(REFERENCES))
-    parser.add_argument("--reference", help="Library of the reference; the model's first.")
-    parser.add_argument("--weights", help="A checkpoint of the reference instead of random.")
-    parser.add_argument("--image_size", type=int, default=224)
-    parser.add_argument("--batch_size", type=int, default=2)
+    parser.add_argument("--weights", help="A .pth/.bin/.safetensors state dict; else random.")
+    parser.add_argument("--reference", help="Library of the reference model; REFERENCES' first.")
     parser.add_argument("--torch_python", default=sys.executable, help="Python with torch.")
-    parser.add_argument("--torch_side", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--out", help=argparse.SUPPRESS)
+    parser.add_argument("--image_size", type=int, default=224)
+    parser.add_argument("--batch_size", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--torch_side", nargs=2, metavar=("IMAGES", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--draw", metavar="FOLDER", help=argparse.SUPPRESS)
     args = parser.parse_args()
     libraries = REFERENCES[args.model]
-    args.reference = args.reference or next(iter(libraries))
+    args.reference = args.reference or libraries[0]
     if args.reference not in libraries:
-        parser.error(f"--reference for {args.model} must be one of {sorted(libraries)}.")
-    (torch_side if args.torch_side else our_side)(args)
+        parser.error(f"--reference for {args.model} must be one of {list(libraries)}.")
+    if args.draw:
+        draw_weights(args.model, args.reference, args.draw)
+        return
+    if args.torch_side:
+        torch_logits(args.weights, args.model, args.reference, *args.torch_side)
+        return
+    shape = (args.batch_size, args.image_size, args.image_size, 3)
+    images = np.random.default_rng(args.seed).standard_normal(shape, dtype=np.float32)
+    torch_side = [
+        args.torch_python,
+        __file__,
+        f"--model={args.model}",
+        f"--reference={args.reference}",
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        weights, source = args.weights, args.weights and Path(args.weights).name
+        if weights is None:
+            subprocess.run([*torch_side, f"--draw={tmp}"], check=True)
+            weights = str(next(p for p in Path(tmp).iterdir() if p.suffix != ".json"))
+            source = f"random {args.reference} weights"
+        images_path, out = str(Path(tmp, "images.npy")), str(Path(tmp, "logits.npy"))
+        np.save(images_path, images)
+        subprocess.run(
+            [*torch_side, f"--weights={weights}", "--torch_side", images_path, out], check=True
+        )
+        expected = np.load(out)
+        fmt, logits = bird_jax_logits(weights, args.model, images, expected.shape[-1])
+    same_top1 = int(np.sum(logits.argmax(-1) == expected.argmax(-1)))
+    print(
+        f"{args.model} ({fmt}, {source}), {args.batch_size} random images of "
+        f"{args.image_size} px: max |logit diff| {np.abs(logits - expected).max():.3g} "
+        f"(max |logit| {np.abs(expected).max():.3g}); same top-1 {same_top1}/{len(images)}"
+    )
 
 
 if __name__ == "__main__":
