@@ -242,15 +242,14 @@ class FinetuneRecipe(NamedTuple):
 
 _BICUBIC = 'center_crop(crop_pct=0.875, interpolation="bicubic")'  # timm's ImageNet eval
 # BatchNorm families train every layer at one rate; ConvNeXt and ViT decay the rate towards the
-# input, as their own fine-tuning recipes (ConvNeXt, BEiT/MAE) do. Keys ending in "_" are
-# prefixes.
+# input, as their own fine-tuning recipes (ConvNeXt, BEiT/MAE) do. Keys are name prefixes.
 FINETUNE_RECIPES = {
     "mobilenet_v2": FinetuneRecipe(1e-3, model={"dropout_rate": 0.2}),
     "efficientnet_b0": FinetuneRecipe(
         1e-3, model={"dropout_rate": 0.2, "drop_path_rate": 0.1}, eval_pipeline=_BICUBIC
     ),
     "efficientnet_lite0": FinetuneRecipe(1e-3, model={"dropout_rate": 0.2}, eval_pipeline=_BICUBIC),
-    "resnet50": FinetuneRecipe(5e-4),
+    "resnet": FinetuneRecipe(5e-4),
     "convnext_": FinetuneRecipe(
         1e-4, layer_decay=0.8, model={"drop_path_rate": 0.1}, eval_pipeline=_BICUBIC
     ),
@@ -273,15 +272,7 @@ def finetune(model_name: str, linear_probe: bool = False) -> ml_collections.Conf
     `linear_probe` trains the head alone (everything else frozen, BatchNorm included) at 10x the
     rate without weight decay.
     """
-    family = next(
-        (
-            f
-            for f in FINETUNE_RECIPES
-            if model_name.startswith(f)
-            if f.endswith("_") or f == model_name
-        ),
-        None,
-    )
+    family = next((f for f in FINETUNE_RECIPES if model_name.startswith(f)), None)
     if family is None:
         raise ValueError(
             f"No fine-tuning recipe for {model_name!r}; families: {', '.join(FINETUNE_RECIPES)}."

@@ -32,7 +32,10 @@ CONFIGS = [
     vgg16.get_config("plain"),
     convnext_tiny.get_config(),
     *[convnext.get_config(size) for size in ("atto", "tiny", "small", "base", "xlarge")],
-    *[finetune.get_config(arg) for arg in ("convnext_tiny", "convnext_base,probe")],
+    *[
+        finetune.get_config(arg)
+        for arg in ("convnext_tiny", "convnext_base,probe", "resnet50", "resnet18,probe", "vit_b16")
+    ],
 ]
 
 
