@@ -104,7 +104,7 @@ def tflite_model(predictor: Predictor, quantize: str, calibration_images: int) -
     return tflite.quantize(model, quantize, calibration)
 
 
-def description(predictor: Predictor, fmt: str, quantize: str, workdir: str) -> dict:
+def description(predictor: Predictor, fmt: str, quantize: str) -> dict:
     """What the exported file holds and needs, as JSON (bird_jax.exported reads it)."""
     data_config = predictor.data_config
     batch = "batch" if fmt == "stablehlo" else 1
@@ -122,7 +122,7 @@ def description(predictor: Predictor, fmt: str, quantize: str, workdir: str) -> 
             "std": list(data_config.std),
         },
         "model_name": predictor.config.model_name,
-        "workdir": os.path.abspath(workdir),
+        "workdir": os.path.abspath(predictor.workdir),
         "checkpoint": predictor.checkpoint,
         "step": predictor.step,
     }
@@ -157,18 +157,24 @@ def _checked_flags(out: str, fmt: str, quantize: str) -> Path:
     return path
 
 
+def exported_files(
+    predictor: Predictor, fmt: str, quantize: str, out: Path, calibration_images: int
+) -> dict[Path, bytes]:
+    """The export's files by path: the model at `out` and, for StableHLO, its description."""
+    described = description(predictor, fmt, quantize)
+    if fmt == "stablehlo":
+        text = json.dumps(described, indent=2).encode()
+        return {out: stablehlo(predictor), exported.description_path(out): text}
+    model = tflite_model(predictor, quantize, calibration_images)
+    return {out: tflite.with_metadata(model, described)}
+
+
 def main(argv: list[str]) -> None:
     del argv
     fmt, quantize = FLAGS.format, FLAGS.quantize
     out = _checked_flags(FLAGS.out, fmt, quantize)
     predictor = Predictor(FLAGS.workdir, FLAGS.checkpoint, precision="float32")
-    described = description(predictor, fmt, quantize, FLAGS.workdir)
-    if fmt == "stablehlo":
-        text = json.dumps(described, indent=2).encode()
-        files = {out: stablehlo(predictor), exported.description_path(out): text}
-    else:
-        model = tflite_model(predictor, quantize, FLAGS.calibration_images)
-        files = {out: tflite.with_metadata(model, described)}
+    files = exported_files(predictor, fmt, quantize, out, FLAGS.calibration_images)
     _write(files)
     print(
         f"{out}: {fmt}{'' if quantize == NO_QUANTIZATION else f' ({quantize})'}, "

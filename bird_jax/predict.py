@@ -31,7 +31,11 @@ def define_flags() -> None:
     flags.DEFINE_enum(
         "checkpoint", BEST, [BEST, LATEST], "Checkpoint of --workdir (best falls back to latest)."
     )
-    flags.mark_flags_as_mutual_exclusive(["workdir", "model"], required=True)
+    flags.register_multi_flags_validator(
+        ["workdir", "model"],
+        lambda given: (given["workdir"] is None) != (given["model"] is None),
+        "give either --workdir (a training run) or --model (a file bird_jax.export wrote).",
+    )
 
 
 class Predictor(Classifier):
@@ -44,6 +48,7 @@ class Predictor(Classifier):
 
     def __init__(self, workdir: str, which: str = BEST, precision: str | None = None):
         run = Workdir(workdir)
+        self.workdir = str(run)
         self.config = run.read_config()
         if precision is not None:
             self.config.precision = precision
