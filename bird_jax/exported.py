@@ -8,6 +8,7 @@ StableHLO file is exactly `Exported.serialize()`, for `jax.export.deserialize`).
 
 import json
 import os
+import struct
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,18 +26,23 @@ def description_path(model: "str | os.PathLike") -> Path:
 
 
 def _stablehlo(path: Path, content: bytes) -> tuple[dict, Callable[[np.ndarray], np.ndarray]]:
-    described = description_path(path)
-    if not described.is_file():
-        raise FileNotFoundError(
-            f"{described} not found: bird_jax.export writes it beside {path} (class names, "
-            "preprocessing); keep the two files together."
-        )
-    exported = jax.export.deserialize(bytearray(content))
+    try:
+        exported = jax.export.deserialize(bytearray(content))
+    except (struct.error, ValueError, IndexError) as error:
+        raise ValueError(
+            f"{path} is neither a TFLite nor a StableHLO file of bird_jax.export ({error})."
+        ) from error
     platform = jax.export.default_export_platform()
     if platform not in exported.platforms:
         raise ValueError(
             f"{path} runs on {', '.join(exported.platforms)}, not on this machine's {platform}: "
             "export the run on this kind of machine."
+        )
+    described = description_path(path)
+    if not described.is_file():
+        raise FileNotFoundError(
+            f"{described} not found: bird_jax.export writes a StableHLO file's class names and "
+            "preprocessing beside it; keep the two files together."
         )
     call = jax.jit(exported.call)
     return json.loads(described.read_text()), lambda batch: np.asarray(call(batch))

@@ -111,11 +111,15 @@ def test_export_cli_then_predict_names_the_classes_the_workdir_does(run, predict
         assert line == f"{photo}: " + ", ".join(f"{name} {p:.1%}" for name, p in ranked)
 
 
-def test_stablehlo_without_its_description_is_refused(predictor, tmp_path):
+def test_a_model_file_that_is_no_export_or_lacks_its_description_is_refused(predictor, tmp_path):
     path = tmp_path / "model.stablehlo"
     path.write_bytes(export.stablehlo(predictor))
     with pytest.raises(FileNotFoundError, match="model.stablehlo.json not found"):
         ExportedModel(path)
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(photo)
+    with pytest.raises(ValueError, match="photo.png is neither a TFLite nor a StableHLO file"):
+        ExportedModel(photo)
 
 
 def test_eval_images_spreads_a_count_over_the_split(predictor):
