@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from absl import app, flags
 
-from bird_jax import export, predict
+from bird_jax import cli, export, predict, tflite
 from bird_jax.exported import ExportedModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -85,6 +85,11 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(
             f"unknown --formats {sorted(unknown)}; known: jax, {', '.join(FORMATS)}."
         )
+    if any(name.startswith("tflite") for name in _FORMATS.value):
+        try:
+            tflite.require()
+        except cli.UserError as error:
+            raise app.UsageError(f"{error} Or leave TFLite out of --formats.") from error
     predictor = predict.Predictor(_WORKDIR.value, _CHECKPOINT.value, precision="float32")
     images, labels = export.eval_images(predictor.data_config, _SPLIT.value, _MAX_IMAGES.value)
     reference = predictor.logits(images)
