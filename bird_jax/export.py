@@ -92,16 +92,25 @@ def stablehlo(predictor: Predictor) -> bytes:
 
 
 def tflite_model(predictor: Predictor, quantize: str, calibration_images: int) -> bytes:
-    """A TFLite flatbuffer of batch 1, quantised as `quantize`, without its description."""
+    """A TFLite flatbuffer of batch 1, quantised as `quantize`, without its description;
+    UserError if LiteRT's interpreter cannot run it."""
     with grouped_depthwise():  # one depthwise-convolution op, not k*k slices
         model = tflite.convert(_exported(predictor, 1).mlir_module_serialized)
-    if quantize == NO_QUANTIZATION:
-        return model
-    calibration = None
     if quantize == "int8":
         data_config = predictor.data_config
         calibration, _ = eval_images(data_config, data_config.train_split, calibration_images)
-    return tflite.quantize(model, quantize, calibration)
+        model = tflite.quantize(model, quantize, calibration)
+    elif quantize != NO_QUANTIZATION:
+        model = tflite.quantize(model, quantize)
+    size = predictor.data_config.image_size
+    failure = tflite.crash(model, np.zeros((size, size, 3), np.uint8))
+    if failure:
+        raise cli.UserError(
+            f"LiteRT's interpreter fails on the {predictor.config.model_name} TFLite model "
+            f"(--quantize={quantize}: {failure}), so none was written; "
+            + ("try --quantize=int8_weights." if quantize == "int8" else "see README, Export.")
+        )
+    return model
 
 
 def description(predictor: Predictor, fmt: str, quantize: str) -> dict:

@@ -201,3 +201,18 @@ def test_tflite_float_int8_and_int8_weights(predictor, tmp_path):
         else:
             error = np.abs(logits - expected).max() / np.ptp(expected)
             assert error <= tolerances[quantize], (quantize, error)
+
+
+def test_a_tflite_model_its_interpreter_fails_on_is_not_exported(predictor, monkeypatch):
+    pytest.importorskip("litert_converter", reason="the export extra is not installed")
+    from bird_jax import cli, tflite
+
+    model = export.tflite_model(predictor, "none", calibration_images=1)
+    image = np.zeros((predictor.data_config.image_size,) * 2 + (3,), np.uint8)
+    assert tflite.crash(model, image) is None
+    assert tflite.crash(model[: len(model) // 2], image)  # the fresh process fails, not this one
+    monkeypatch.setattr(tflite, "crash", lambda model, image: "killed by signal 6")
+    with pytest.raises(
+        cli.UserError, match="signal 6\\), so none was written; try --quantize=int8_w"
+    ):
+        export.tflite_model(predictor, "int8", calibration_images=4)
