@@ -26,6 +26,7 @@ def description_path(model: "str | os.PathLike") -> Path:
 
 
 def _stablehlo(path: Path, content: bytes) -> tuple[dict, Callable[[np.ndarray], np.ndarray]]:
+    """The description beside a StableHLO file, and its function jitted for this platform."""
     try:
         exported = jax.export.deserialize(bytearray(content))
     except (struct.error, ValueError, IndexError) as error:

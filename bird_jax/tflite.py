@@ -9,9 +9,9 @@
   calibration).
 - label: the export's description (class names, preprocessing) as the flatbuffer's metadata
   entry "bird_jax", so the file alone can name birds.
-- run: ai-edge-litert's interpreter, one image at a time (the input shape is fixed). Its kernels
-  crash the process on some int8 models (ConvNeXt's: see README), so `crash` tries a model in a
-  fresh process before it is written.
+- run: ai-edge-litert's interpreter, one image at a time (the input shape is fixed). It refuses,
+  or crashes the process on, some int8 models (ConvNeXt's: see README), so `crash` tries a model
+  in a fresh process before it is written.
 """
 
 import importlib
