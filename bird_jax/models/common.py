@@ -119,12 +119,12 @@ class BatchNorm(nn.BatchNorm):
         return y
 
 
-def batch_norm(train: bool, dtype: Dtype, name: str) -> nn.BatchNorm:
-    """BatchNorm (momentum 0.9, eps 1e-5) keeping running statistics in 'batch_stats'."""
+def batch_norm(train: bool, dtype: Dtype, name: str, epsilon: float = 1e-5) -> nn.BatchNorm:
+    """BatchNorm (momentum 0.9) keeping running statistics in 'batch_stats'."""
     return BatchNorm(
         use_running_average=not train,
         momentum=0.9,
-        epsilon=1e-5,
+        epsilon=epsilon,
         dtype=dtype,
         param_dtype=jnp.float32,
         name=name,
@@ -140,6 +140,13 @@ def classifier(num_classes: int, kernel_init=dense_kernel_init, name: str = "hea
         kernel_init=kernel_init,
         name=name,
     )
+
+
+def drop_path(x: jax.Array, rate: float, rng: jax.Array) -> jax.Array:
+    """Stochastic depth: zeroes whole samples with probability `rate`, rescales the others."""
+    keep = 1.0 - rate
+    mask = jax.random.bernoulli(rng, keep, (x.shape[0],) + (1,) * (x.ndim - 1))
+    return jnp.where(mask, x / keep, jnp.zeros_like(x))
 
 
 def global_average_pool(x: jax.Array) -> jax.Array:

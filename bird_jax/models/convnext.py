@@ -14,6 +14,7 @@ from bird_jax.models.common import (
     check_positive,
     check_rate,
     classifier,
+    drop_path,
     global_average_pool,
 )
 
@@ -34,13 +35,6 @@ ARCHITECTURES = {
 # at +-2 absolute, i.e. practically never).
 kernel_init = nn.initializers.truncated_normal(stddev=0.02)
 layer_norm = functools.partial(nn.LayerNorm, epsilon=1e-6, param_dtype=jnp.float32)
-
-
-def drop_path(x: jax.Array, rate: float, rng: jax.Array) -> jax.Array:
-    """Stochastic depth: zeroes whole samples with probability `rate`, rescales the others."""
-    keep = 1.0 - rate
-    mask = jax.random.bernoulli(rng, keep, (x.shape[0],) + (1,) * (x.ndim - 1))
-    return jnp.where(mask, x / keep, jnp.zeros_like(x))
 
 
 def drop_path_rates(depths: Sequence[int], max_rate: float) -> list[list[float]]:
