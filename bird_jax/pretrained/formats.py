@@ -23,7 +23,8 @@ class Format:
 
     Attributes:
       name: e.g. "torchvision_mobilenet_v2"; shown in logs and errors.
-      models: registry names (or prefixes ending in "_", e.g. "convnext_") it loads into.
+      models: registry names (or prefixes ending in "_", e.g. "convnext_"; "*" for any) it
+        loads into.
       signature: source keys that every checkpoint of this format has and no other format does.
       rules: (pattern, target) pairs; the first pattern that fully matches a source key gives its
         target path with `re` group references, e.g.
@@ -34,6 +35,8 @@ class Format:
       resize: target leaf name -> function(source array, target shape) that adapts a tensor whose
         shape depends on the input size (ViT's position embeddings); it raises ValueError when it
         cannot.
+      torch_layout: whether kernels are PyTorch's (OIHW convolutions, (out, in) Linear) and need
+        converting; False for files that bird_jax itself wrote.
     """
 
     name: str
@@ -45,16 +48,21 @@ class Format:
     resize: Mapping[str, Callable[[np.ndarray, tuple[int, ...]], np.ndarray]] = dataclasses.field(
         default_factory=dict
     )
+    torch_layout: bool = True
 
     def loads_into(self, model_name: str) -> bool:
         """Whether this format's checkpoints fit registry model `model_name`."""
         return any(
-            model_name.startswith(m) if m.endswith("_") else model_name == m for m in self.models
+            m == "*" or (model_name.startswith(m) if m.endswith("_") else model_name == m)
+            for m in self.models
         )
 
     def matches(self, keys: Iterable[str]) -> bool:
         """Whether a state dict with `keys` is in this format."""
-        return set(self.signature) <= set(keys)
+        keys = set(keys)
+        if self.name == BIRD_JAX:
+            return all(key.startswith(("params/", "batch_stats/")) for key in keys)
+        return set(self.signature) <= keys
 
     def target(self, key: str) -> str | None:
         """The bird_jax path of source `key`, or None when no rule matches it."""
@@ -70,6 +78,7 @@ class Format:
 
 
 _FORMATS: dict[str, Format] = {}
+BIRD_JAX = "bird_jax"
 
 
 def register(fmt: Format) -> Format:
@@ -124,3 +133,30 @@ def detect(state: State, model_name: str) -> Format:
         f"Unrecognised weights for {model_name!r} (keys like {sample}); formats for it: "
         f"{', '.join(loadable) or 'none'}."
     )
+
+
+# What `python -m bird_jax.convert` writes: bird_jax paths and layouts already.
+register(
+    Format(BIRD_JAX, models=("*",), signature=(), rules=((r"(.*)", r"\1"),), torch_layout=False)
+)
+
+
+def module_rules(source: str, target: str, kind: str) -> tuple[tuple[str, str], ...]:
+    """Rules for the tensors of one PyTorch module.
+
+    `source` is a regex of the module's name (r"stages\\.(\\d+)\\.blocks\\.(\\d+)\\.conv_dw"),
+    `target` the bird_jax module path under params (r"stage\\1_block\\2/dwconv"). `kind`:
+    "dense" (convolution or Linear: weight -> kernel), "norm" (LayerNorm: weight -> scale) or
+    "batch_norm" (also running_mean/var -> batch_stats mean/var).
+    """
+    weight = {"dense": "kernel", "norm": "scale", "batch_norm": "scale"}[kind]
+    rules = [
+        (rf"{source}\.weight", rf"params/{target}/{weight}"),
+        (rf"{source}\.bias", rf"params/{target}/bias"),
+    ]
+    if kind == "batch_norm":
+        rules += [
+            (rf"{source}\.running_mean", rf"batch_stats/{target}/mean"),
+            (rf"{source}\.running_var", rf"batch_stats/{target}/var"),
+        ]
+    return tuple(rules)
