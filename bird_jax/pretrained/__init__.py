@@ -8,4 +8,4 @@ executing code and mapped onto bird_jax models.
 Each family's formats register themselves in its module, imported here.
 """
 
-from bird_jax.pretrained import convnext, vgg  # noqa: F401  (register their formats)
+from bird_jax.pretrained import convnext, efficientnet, mobilenet, vgg  # noqa: F401  (formats)
