@@ -5,6 +5,7 @@ own project) loads from any folder: it imports `bird_jax.config` and overrides a
 """
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import ml_collections
 
@@ -73,6 +74,17 @@ def get_config() -> ml_collections.ConfigDict:
     # Model: a registry name plus its keyword arguments (see bird_jax.models.list_models()).
     config.model_name = "lightweight_cnn"
     config.model = ml_collections.ConfigDict()
+    # Pretrained weights to start from (.safetensors, .pth/.pt/.bin, .npz; timm, torchvision,
+    # Hugging Face, official ConvNeXt or `python -m bird_jax.convert` output); "" for none.
+    # A head for another class count is initialised afresh. Ignored when the run resumes.
+    config.init_from = ""
+    # Fine-tuning (bird_jax.finetune): layers are counted stem = 0, one per residual block,
+    # final norm + head = last.
+    config.finetune = ml_collections.ConfigDict()
+    config.finetune.layer_decay = 1.0  # lr of layer i scaled by layer_decay ** (last - i)
+    config.finetune.freeze_layers = 0  # freeze layers 0..k-1; -1: all but the head (linear probe)
+    config.finetune.head_lr_multiplier = 1.0
+    config.finetune.batch_norm = "update"  # update | frozen (normalise with running statistics)
 
     # Input.
     config.data = ml_collections.ConfigDict()
@@ -214,4 +226,76 @@ def convnext(size: str = "tiny") -> ml_collections.ConfigDict:
     config.eval_with_ema = False  # set True once the EMA has had time to warm up
     config.eval_every_steps = 1000
     config.checkpoint_every_steps = 1000
+    return config
+
+
+class FinetuneRecipe(NamedTuple):
+    """How one family is fine-tuned from ImageNet weights (AdamW lr at batch 32)."""
+
+    lr: float
+    layer_decay: float = 1.0
+    model: dict = {}
+    eval_pipeline: str = "center_crop(crop_pct=0.875)"  # torchvision's resize 256, crop 224
+    mean: tuple = (0.485, 0.456, 0.406)
+    std: tuple = (0.229, 0.224, 0.225)
+
+
+_BICUBIC = 'center_crop(crop_pct=0.875, interpolation="bicubic")'  # timm's ImageNet eval
+# BatchNorm families train every layer at one rate; ConvNeXt and ViT decay the rate towards the
+# input, as their own fine-tuning recipes (ConvNeXt, BEiT/MAE) do. Keys are name prefixes.
+FINETUNE_RECIPES = {
+    "mobilenet_v2": FinetuneRecipe(1e-3, model={"dropout_rate": 0.2}),
+    "efficientnet_b0": FinetuneRecipe(
+        1e-3, model={"dropout_rate": 0.2, "drop_path_rate": 0.1}, eval_pipeline=_BICUBIC
+    ),
+    "efficientnet_lite0": FinetuneRecipe(1e-3, model={"dropout_rate": 0.2}, eval_pipeline=_BICUBIC),
+    "resnet": FinetuneRecipe(5e-4),
+    "convnext_": FinetuneRecipe(
+        1e-4, layer_decay=0.8, model={"drop_path_rate": 0.1}, eval_pipeline=_BICUBIC
+    ),
+    "vit_": FinetuneRecipe(
+        1e-4,
+        layer_decay=0.65,
+        model={"drop_path_rate": 0.1},
+        eval_pipeline='center_crop(crop_pct=0.9, interpolation="bicubic")',
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+    ),
+}
+
+
+def finetune(model_name: str, linear_probe: bool = False) -> ml_collections.ConfigDict:
+    """Fine-tuning `model_name` from `init_from` weights on a bird folder at 224 px.
+
+    The family's recipe (FINETUNE_RECIPES): AdamW at batch 32 with 2 warmup epochs of 30,
+    cosine to 1e-6, label smoothing 0.1, clipping at 1.0; layer-wise decay for ConvNeXt and ViT.
+    `linear_probe` trains the head alone (everything else frozen, BatchNorm included) at 10x the
+    rate without weight decay.
+    """
+    family = next((f for f in FINETUNE_RECIPES if model_name.startswith(f)), None)
+    if family is None:
+        raise ValueError(
+            f"No fine-tuning recipe for {model_name!r}; families: {', '.join(FINETUNE_RECIPES)}."
+        )
+    recipe = FINETUNE_RECIPES[family]
+    config = bird_folder_config()
+    config.model_name = model_name
+    config.model.update(recipe.model)
+    config.data.image_size = 224
+    config.data.eval_pipeline = recipe.eval_pipeline
+    config.data.mean, config.data.std = recipe.mean, recipe.std
+    config.batch_size = 32
+    config.base_batch_size = 32
+    config.lr = recipe.lr
+    config.num_epochs = 30.0
+    config.warmup_epochs = 2.0
+    config.finetune.layer_decay = recipe.layer_decay
+
+    if linear_probe:
+        config.lr = 10 * recipe.lr
+        config.weight_decay = 0.0
+        config.label_smoothing = 0.0
+        config.finetune.layer_decay = 1.0
+        config.finetune.freeze_layers = -1
+        config.finetune.batch_norm = "frozen"
     return config

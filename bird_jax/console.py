@@ -100,6 +100,25 @@ def header(config: ml_collections.ConfigDict, info, exp, state, workdir, start_s
     )
 
 
+def starting_point(config: ml_collections.ConfigDict, pretrained) -> str:
+    """Where the weights come from and what fine-tuning changes; "" for a run from scratch."""
+    parts = []
+    if pretrained is not None:
+        head = ", new head" if pretrained.reinitialised else ""
+        parts.append(f"from {config.init_from} ({pretrained.format}{head})")
+    tune = config.finetune
+    if tune.layer_decay != 1.0:
+        parts.append(f"layer decay {tune.layer_decay}")
+    if tune.freeze_layers:
+        frozen = "all but the head" if tune.freeze_layers < 0 else f"{tune.freeze_layers}"
+        parts.append(f"frozen layers: {frozen}")
+    if tune.head_lr_multiplier != 1.0:
+        parts.append(f"head lr x{tune.head_lr_multiplier}")
+    if tune.batch_norm != "update":
+        parts.append(f"BatchNorm {tune.batch_norm}")
+    return f"  {'; '.join(parts)}" if parts else ""
+
+
 def closing(summary: dict[str, Any], best, split: str, workdir) -> str:
     """Best validation top-1, wall time, energy, and where the outputs are."""
     total = summary.get("total", {})

@@ -5,7 +5,6 @@ Nothing here initialises parameters until asked: `abstract_state` is a shape-onl
 """
 
 import dataclasses
-import functools
 from collections.abc import Callable
 
 import flax.linen as nn
@@ -13,8 +12,9 @@ import jax
 import ml_collections
 import optax
 
-from bird_jax import augment, models, optim, train_step
+from bird_jax import augment, finetune, models, optim, train_step
 from bird_jax.precision import get_policy
+from bird_jax.pretrained import files, mapping
 from bird_jax.train_step import TrainState, create_train_state, make_train_step
 
 
@@ -28,12 +28,37 @@ def create_model(config: ml_collections.ConfigDict, num_classes: int) -> nn.Modu
     )
 
 
+def abstract_init(
+    config: ml_collections.ConfigDict, model: nn.Module, names: list[str] | None = None
+) -> dict:
+    """model.init's variables as shapes (`jax.eval_shape`, no compute). `names` receives the
+    top-level params entries in creation (forward) order, read inside the trace: the pytree
+    that eval_shape returns has its keys sorted."""
+
+    def init(key, image):
+        variables = model.init({"params": key, "dropout": key}, image, train=False)
+        if names is not None:
+            names.extend(variables["params"])
+        return variables
+
+    image = jax.ShapeDtypeStruct((1, config.data.image_size, config.data.image_size, 3), "float32")
+    return jax.eval_shape(init, jax.ShapeDtypeStruct((2,), "uint32"), image)
+
+
+def learning_rate_multipliers(
+    config: ml_collections.ConfigDict, model: nn.Module
+) -> dict[str, float] | None:
+    """config.finetune's per-entry multipliers (None when it changes nothing)."""
+    if not finetune.is_active(config.finetune):
+        return None
+    names: list[str] = []
+    abstract_init(config, model, names)
+    return finetune.learning_rate_multipliers(names, config.finetune)
+
+
 def abstract_variables(config: ml_collections.ConfigDict, model: nn.Module) -> dict[str, dict]:
     """Shapes and dtypes of what evaluation restores (step, params, batch_stats, EMA params)."""
-    image = jax.ShapeDtypeStruct((1, config.data.image_size, config.data.image_size, 3), "float32")
-    key = jax.ShapeDtypeStruct((2,), "uint32")
-    init = functools.partial(model.init, train=False)
-    variables = jax.eval_shape(lambda k, x: init({"params": k, "dropout": k}, x), key, image)
+    variables = abstract_init(config, model)
     template = {"step": jax.ShapeDtypeStruct((), "int32"), "params": variables["params"]}
     if variables.get("batch_stats"):
         template["batch_stats"] = variables["batch_stats"]
@@ -65,15 +90,26 @@ class Experiment:
     num_train_steps: int
     num_classes: int
 
-    def init_state(self) -> TrainState:
-        """Freshly initialised parameters (float32), optimizer state, EMA and RNG."""
+    def init_state(self, pretrained: mapping.Conversion | None = None) -> TrainState:
+        """Freshly initialised parameters (float32), optimizer state, EMA and RNG; with
+        `pretrained` (see `load_pretrained`) the model starts from those weights."""
         return create_train_state(
             self.model,
             self.tx,
             image_size=self.config.data.image_size,
             seed=self.config.seed,
             use_ema=self.config.ema_decay > 0,
+            pretrained=pretrained.apply_to if pretrained else None,
         )
+
+    def load_pretrained(self) -> mapping.Conversion | None:
+        """config.init_from read and mapped onto the model's shapes (no compute); None without
+        it. Raises WeightsFileError / MappingError / ValueError with one line."""
+        if not self.config.init_from:
+            return None
+        state = files.read_state(self.config.init_from)
+        template = abstract_init(self.config, self.model)
+        return mapping.convert_state(state, self.config.model_name, template)
 
     def abstract_state(self) -> TrainState:
         """The state's shapes and dtypes, without computing it: a restore template."""
@@ -87,11 +123,13 @@ def build(
     if not class_names:
         raise ValueError("The dataset has no classes.")
     schedule = optim.learning_rate_schedule(config, num_train_examples)
+    model = create_model(config, len(class_names))
+    multipliers = learning_rate_multipliers(config, model)
     return Experiment(
         config=config,
-        model=create_model(config, len(class_names)),
+        model=model,
         schedule=schedule,
-        tx=optim.create_optimizer(config, schedule),
+        tx=optim.create_optimizer(config, schedule, multipliers),
         num_train_steps=optim.total_steps(config, num_train_examples),
         num_classes=len(class_names),
     )
@@ -112,4 +150,5 @@ def pmapped_train_step(config: ml_collections.ConfigDict, exp: Experiment) -> Ca
         label_smoothing=config.label_smoothing,
         ema_decay=config.ema_decay,
         loss_scaling=get_policy(config.precision).loss_scaling,
+        frozen_batch_norm=config.finetune.batch_norm == "frozen",
     )

@@ -4,10 +4,14 @@ Gradient accumulation lives in the train step (a scan over micro-batches, one up
 so the optimiser itself always sees the gradient of the full effective batch.
 """
 
+from collections.abc import Mapping
+
 import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
+
+from bird_jax import finetune
 
 
 def total_steps(config: ml_collections.ConfigDict, num_train_examples: int) -> int:
@@ -49,9 +53,15 @@ def weight_decay_mask(params):
 
 
 def create_optimizer(
-    config: ml_collections.ConfigDict, schedule: optax.Schedule
+    config: ml_collections.ConfigDict,
+    schedule: optax.Schedule,
+    multipliers: Mapping[str, float] | None = None,
 ) -> optax.GradientTransformation:
-    """Global-norm clipping (if `grad_clip_norm` > 0) followed by AdamW with the decay mask."""
+    """Global-norm clipping (if `grad_clip_norm` > 0) followed by AdamW with the decay mask.
+
+    `multipliers` (top-level params name -> learning-rate multiplier, `finetune`) scale each
+    entry's update; entries with 0 are frozen: no gradient clipping share, no optimizer state.
+    """
     adamw = optax.adamw(
         learning_rate=schedule,
         b1=config.b1,
@@ -59,9 +69,15 @@ def create_optimizer(
         weight_decay=config.weight_decay,
         mask=weight_decay_mask,
     )
+    tx = adamw
     if config.grad_clip_norm > 0:
-        return optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), adamw)
-    return adamw
+        tx = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), adamw)
+    if multipliers is None:
+        return tx
+    tx = optax.chain(tx, finetune.scale_by_multipliers(multipliers))
+    return optax.multi_transform(
+        {"trained": tx, "frozen": optax.set_to_zero()}, finetune.trainable_labels(multipliers)
+    )
 
 
 def ema_decay_at(decay: float, step: jax.Array) -> jax.Array:

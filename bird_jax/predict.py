@@ -1,6 +1,7 @@
-"""Names what is in photos, using a trained run's best (or latest) checkpoint.
+"""Names what is in photos, with a trained run's best (or latest) checkpoint or an exported file.
 
 python -m bird_jax.predict --workdir=runs/quickstart photo1.jpg photo2.png --top_k=3
+python -m bird_jax.predict --model=birds.tflite photo1.jpg   # written by bird_jax.export
 """
 
 import os
@@ -12,54 +13,74 @@ from absl import app, flags
 
 from bird_jax import augment, cli, data, experiment
 from bird_jax.checkpoints import BEST, LATEST, RunCheckpoints
+from bird_jax.classifier import Classifier
+from bird_jax.exported import ExportedModel
 from bird_jax.workdir import Workdir, checkpoint_metadata
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Workdir of a training run (holds config.json, labels.json).")
-flags.DEFINE_integer("top_k", 5, "How many classes to print per image.")
-flags.DEFINE_enum(
-    "checkpoint", BEST, [BEST, LATEST], "Which checkpoint (best falls back to latest)."
-)
-flags.mark_flag_as_required("workdir")
 
 
-class Predictor:
-    """A restored model that returns class probabilities for uint8 HxWx3 images.
+def define_flags() -> None:
+    """The command line's flags; defined only when run as a script, as bird_jax.export, which
+    restores runs with `Predictor`, defines --workdir and --checkpoint too."""
+    flags.DEFINE_string("workdir", None, "Workdir of a training run (config.json, labels.json).")
+    flags.DEFINE_string(
+        "model", None, "A file written by bird_jax.export (.stablehlo, .tflite), not a workdir."
+    )
+    flags.DEFINE_integer("top_k", 5, "How many classes to print per image.")
+    flags.DEFINE_enum(
+        "checkpoint", BEST, [BEST, LATEST], "Checkpoint of --workdir (best falls back to latest)."
+    )
+    flags.register_multi_flags_validator(
+        ["workdir", "model"],
+        lambda given: (given["workdir"] is None) != (given["model"] is None),
+        "give either --workdir (a training run) or --model (a file bird_jax.export wrote).",
+    )
+
+
+class Predictor(Classifier):
+    """A restored run's model, in eval mode, on uint8 images.
 
     Only the variables evaluation needs are read from the checkpoint (no optimizer state), into
-    shape-only templates: start-up is a read, not an initialisation.
+    shape-only templates: start-up is a read, not an initialisation. `precision` replaces the
+    run's config.precision (bird_jax.export computes in float32 whatever the run trained in).
     """
 
-    def __init__(self, workdir: str, which: str = BEST):
+    def __init__(self, workdir: str, which: str = BEST, precision: str | None = None):
         run = Workdir(workdir)
+        self.workdir = str(run)
         self.config = run.read_config()
+        if precision is not None:
+            self.config.precision = precision
+        self.data_config = self.config.data
         self.class_names = run.read_labels()
-        model = experiment.create_model(self.config, len(self.class_names))
+        self.model = experiment.create_model(self.config, len(self.class_names))
         ckpts = RunCheckpoints(run, metadata=checkpoint_metadata(self.config, self.class_names))
         if which == BEST and ckpts.step(BEST) is None:
             which = LATEST
-        restored = ckpts.restore_variables(experiment.abstract_variables(self.config, model), which)
+        template = experiment.abstract_variables(self.config, self.model)
+        restored = ckpts.restore_variables(template, which)
         ckpts.close()
         if restored is None:
             raise FileNotFoundError(f"No checkpoint in {workdir}: train the run first.")
+        self.checkpoint, self.step = which, int(restored["step"])
         self.variables = experiment.eval_variables(self.config, restored)
-        mean, std = tuple(self.config.data.mean), tuple(self.config.data.std)
-        self._apply = jax.jit(
-            lambda variables, images: model.apply(
-                variables, augment.normalize(images, mean, std), train=False
-            )
-        )
+        self._apply = jax.jit(self.forward)
 
-    def probabilities(self, images: list[np.ndarray]) -> np.ndarray:
-        """Softmax probabilities [N, num_classes] for uint8 HxWx3 images of any size."""
-        batch = np.stack([data.preprocess_for_eval(im, self.config.data) for im in images])
-        return np.asarray(jax.nn.softmax(self._apply(self.variables, batch), axis=-1))
+    def forward(self, variables: dict, images: jax.Array) -> jax.Array:
+        """float32 logits [N, num_classes] for uint8 [N, image_size, image_size, 3] images:
+        normalised with data.mean/std, then the model in eval mode. Pure: jit it or export it."""
+        mean, std = tuple(self.data_config.mean), tuple(self.data_config.std)
+        return self.model.apply(variables, augment.normalize(images, mean, std), train=False)
 
-    def top_k(self, image: np.ndarray, k: int) -> list[tuple[str, float]]:
-        """The k most probable (class name, probability) pairs for one image."""
-        probs = self.probabilities([image])[0]
-        order = np.argsort(-probs)[:k]
-        return [(self.class_names[i], float(probs[i])) for i in order]
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        return np.asarray(self._apply(self.variables, batch))
+
+
+def _classifier() -> Classifier:
+    if FLAGS.model:
+        return ExportedModel(FLAGS.model)
+    return Predictor(FLAGS.workdir, FLAGS.checkpoint)
 
 
 def main(argv: list[str]) -> int:
@@ -69,7 +90,7 @@ def main(argv: list[str]) -> int:
     missing = [path for path in paths if not os.path.isfile(path)]
     if missing:
         raise cli.UserError(f"no such image file(s): {', '.join(missing)}.")
-    predictor = Predictor(FLAGS.workdir, FLAGS.checkpoint)
+    classifier = _classifier()
     failures = 0
     for path in paths:
         try:
@@ -78,10 +99,11 @@ def main(argv: list[str]) -> int:
             print(f"{path}: cannot read image ({e})", file=sys.stderr)
             failures += 1
             continue
-        ranked = predictor.top_k(image, FLAGS.top_k)
+        ranked = classifier.top_k(image, FLAGS.top_k)
         print(f"{path}: " + ", ".join(f"{name} {p:.1%}" for name, p in ranked))
     return 1 if failures else 0
 
 
 if __name__ == "__main__":
+    define_flags()
     cli.run(main)

@@ -5,7 +5,16 @@ import signal
 import jax
 import ml_collections
 
-from bird_jax import console, data, devices, distributed, efficiency, experiment, tensorboard
+from bird_jax import (
+    console,
+    data,
+    devices,
+    distributed,
+    efficiency,
+    experiment,
+    finetune,
+    tensorboard,
+)
 from bird_jax.checkpoints import RunCheckpoints
 from bird_jax.evaluate import evaluate_and_report, make_eval_step
 from bird_jax.hooks import InputImages, ProfileSteps
@@ -16,9 +25,11 @@ from bird_jax.writers import create_writer
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
-    """Fails before any work when the batch cannot be split as configured."""
+    """Fails before any work when the batch cannot be split as configured, or the precision or
+    fine-tuning settings are invalid."""
     devices.check_batch_split(config.batch_size, config.grad_accum_steps)
     get_policy(config.precision)
+    finetune.validate(config.finetune)
 
 
 def train_and_evaluate(
@@ -35,8 +46,6 @@ def train_and_evaluate(
     validate(config)
     workdir = Workdir(workdir)
     is_chief = jax.process_index() == 0
-    workdir.create()
-    writer = create_writer(str(workdir), just_logging=not is_chief)
 
     # ------------------------------------------------------------------ Input
     info = data.load_splits(config.data)
@@ -49,6 +58,10 @@ def train_and_evaluate(
     # ------------------------------------------------------------------ Model and checkpoints
     exp = experiment.build(config, class_names, num_train)
     num_steps = exp.num_train_steps
+    # Pretrained weights are read and checked before anything is written to the workdir.
+    pretrained = None if workdir.has_checkpoints() else exp.load_pretrained()
+    workdir.create()
+    writer = create_writer(str(workdir), just_logging=not is_chief)
     ckpts = RunCheckpoints(
         workdir,
         metadata=checkpoint_metadata(config, class_names),
@@ -56,7 +69,7 @@ def train_and_evaluate(
     )
     restored = ckpts.restore(exp.abstract_state())
     if restored is None:
-        state = exp.init_state()
+        state = exp.init_state(pretrained)
     else:
         state, data_state = restored
         train_iter.set_state(data_state)
@@ -67,6 +80,9 @@ def train_and_evaluate(
         tensorboard.write_hparams(str(workdir), config)
         writer.write_texts(start_step, {"config": f"```\n{config}\n```"})
     console.say(console.header(config, info, exp, state, workdir, start_step))
+    starting_point = console.starting_point(config, pretrained)
+    if start_step == 0 and starting_point:
+        console.say(starting_point)
     state = devices.replicate(state)
 
     # ------------------------------------------------------------------ Update and eval steps

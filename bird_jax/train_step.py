@@ -7,6 +7,7 @@ collectives, so the same function could move to `shard_map` later.
 
 import functools
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
 import flax.linen as nn
@@ -19,6 +20,7 @@ from bird_jax import optim
 from bird_jax.augment.mixup import smooth_one_hot
 from bird_jax.devices import AXIS
 from bird_jax.metrics import TrainMetrics, psum_metrics
+from bird_jax.models.common import frozen_statistics
 from bird_jax.precision import DynamicLossScale, all_finite
 
 # (uint8 images, soft targets, key, axis_name) -> (normalised images, targets); see DeviceAugment.
@@ -58,13 +60,18 @@ def create_train_state(
     image_size: int,
     seed: int,
     use_ema: bool,
+    pretrained: Callable[[dict], dict] | None = None,
 ) -> TrainState:
-    """Initialises parameters (float32), optimizer state, EMA and RNG."""
+    """Initialises parameters (float32), optimizer state, EMA and RNG; `pretrained` replaces
+    the initial variables with loaded ones (`Conversion.apply_to`) before the optimizer and the
+    EMA start from them."""
     init_rng, state_rng = jax.random.split(jax.random.PRNGKey(seed))
     dummy = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
     variables = jax.jit(functools.partial(model.init, train=False))(
         {"params": init_rng, "dropout": init_rng}, dummy
     )
+    if pretrained is not None:
+        variables = jax.tree.map(jnp.asarray, pretrained(variables))
     params = variables["params"]
     return TrainState(
         step=jnp.zeros((), jnp.int32),
@@ -95,6 +102,7 @@ def train_step(
     label_smoothing: float = 0.0,
     ema_decay: float = 0.0,
     loss_scaling: bool = False,
+    frozen_batch_norm: bool = False,
     unroll_accumulation: bool | None = None,
 ) -> tuple[TrainState, TrainMetrics]:
     """One optimiser update from one per-device batch (split into `grad_accum_steps` parts).
@@ -105,7 +113,8 @@ def train_step(
     micro-batch. On CPU the scan is unrolled: XLA:CPU runs convolutions inside a loop body several
     times slower (jax-ml/jax#12868), and host memory is rarely the limit there.
     `unroll_accumulation` overrides that choice (None: unrolled on CPU only), e.g. for tests of
-    the rolled loop that GPUs and TPUs run.
+    the rolled loop that GPUs and TPUs run. `frozen_batch_norm` normalises with the running
+    statistics and keeps them (fine-tuning with config.finetune.batch_norm = "frozen").
     """
     augment_rng, dropout_rng = jax.random.split(jax.random.fold_in(state.rng, state.step))
     rng = jax.random.fold_in(dropout_rng, jax.lax.axis_index(AXIS))
@@ -116,9 +125,14 @@ def train_step(
         variables = (
             {"params": params, "batch_stats": batch_stats} if batch_stats else {"params": params}
         )
-        logits, updates = model.apply(
-            variables, images, train=True, rngs={"dropout": dropout_rng}, mutable=["batch_stats"]
-        )
+        with nn.intercept_methods(frozen_statistics) if frozen_batch_norm else nullcontext():
+            logits, updates = model.apply(
+                variables,
+                images,
+                train=True,
+                rngs={"dropout": dropout_rng},
+                mutable=["batch_stats"],
+            )
         loss = optax.softmax_cross_entropy(logits, targets).mean()
         scaled = state.loss_scale.scale_loss(loss) if loss_scaling else loss
         return scaled, (loss, logits, updates.get("batch_stats", batch_stats))

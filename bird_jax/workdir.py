@@ -112,6 +112,10 @@ class Workdir:
         """TensorBoard events of a standalone evaluation of `split`."""
         return self.path / f"eval_{file_stem(split)}"
 
+    def has_checkpoints(self) -> bool:
+        """Whether a run has saved a checkpoint here (it would resume from it)."""
+        return self.checkpoints_dir.is_dir() and any(self.checkpoints_dir.iterdir())
+
     def create(self) -> None:
         """Makes the directory; ValueError (one line) if the path is taken by a file."""
         if self.path.exists() and not self.path.is_dir():

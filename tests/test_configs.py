@@ -10,7 +10,16 @@ import pytest
 
 from bird_jax import augment, experiment, models
 from bird_jax import config as defaults
-from configs import birds525, convnext, convnext_tiny, cub200, lightweight_cnn, quickstart, vgg16
+from configs import (
+    birds525,
+    convnext,
+    convnext_tiny,
+    cub200,
+    finetune,
+    lightweight_cnn,
+    quickstart,
+    vgg16,
+)
 
 CONFIGS = [
     quickstart.get_config(),
@@ -23,6 +32,19 @@ CONFIGS = [
     vgg16.get_config("plain"),
     convnext_tiny.get_config(),
     *[convnext.get_config(size) for size in ("atto", "tiny", "small", "base", "xlarge")],
+    *[
+        finetune.get_config(arg)
+        for arg in (
+            "convnext_tiny",
+            "convnext_base,probe",
+            "resnet50",
+            "resnet18,probe",
+            "vit_b16",
+            "mobilenet_v2",
+            "efficientnet_b0,probe",
+            "efficientnet_lite0",
+        )
+    ],
 ]
 
 
@@ -47,11 +69,26 @@ def test_convnext_recipe_scales_the_official_learning_rate():
 
 
 @pytest.mark.parametrize(
-    "module,arg", [(vgg16, "huge"), (convnext, "gigantic"), (lightweight_cnn, "sharpen")]
+    "module,arg",
+    [
+        (vgg16, "huge"),
+        (convnext, "gigantic"),
+        (lightweight_cnn, "sharpen"),
+        (finetune, "convnext_tiny,frozen"),
+        (finetune, "lenet"),
+    ],
 )
 def test_unknown_variant_is_refused(module, arg):
     with pytest.raises(ValueError, match=arg):
         module.get_config(arg)
+
+
+def test_finetune_recipes_decay_transformer_like_families_and_probe_the_head_alone():
+    convnext_config = finetune.get_config("convnext_tiny")
+    assert convnext_config.finetune.layer_decay == 0.8 and convnext_config.batch_size == 32
+    probe = finetune.get_config("convnext_tiny,probe")
+    assert probe.finetune.freeze_layers == -1 and probe.finetune.batch_norm == "frozen"
+    assert probe.lr == 10 * convnext_config.lr and probe.weight_decay == 0.0
 
 
 def test_a_copied_config_loads_from_any_folder(tmp_path):

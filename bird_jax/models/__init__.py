@@ -9,7 +9,9 @@ from bird_jax.models.efficientnet import EfficientNet
 from bird_jax.models.lightweight import LightweightCNN
 from bird_jax.models.mobilenet import MobileNetV2
 from bird_jax.models.registry import create_model, list_models, model_kwargs
+from bird_jax.models.resnet import ResNet
 from bird_jax.models.vgg import VGG
+from bird_jax.models.vit import ViT
 
 __all__ = [
     "VGG",
@@ -17,6 +19,8 @@ __all__ = [
     "EfficientNet",
     "LightweightCNN",
     "MobileNetV2",
+    "ResNet",
+    "ViT",
     "create_model",
     "list_models",
     "model_kwargs",

@@ -3,7 +3,10 @@ layers whose XLA:CPU lowering is slow as written by flax (depthwise and 1x1 conv
 BatchNorm): same parameters and results, hand-written backward passes (see BENCHMARKS.md,
 "Lightweight CNN train step on CPU")."""
 
+import contextlib
+import contextvars
 import functools
+from collections.abc import Iterator
 from typing import Any
 
 import flax.linen as nn
@@ -99,9 +102,8 @@ class BatchNorm(nn.BatchNorm):
         )
         if not defaults:
             raise ValueError("bird_jax BatchNorm supports only nn.BatchNorm's default options.")
-        use_running_average = nn.merge_param(
-            "use_running_average", self.use_running_average, use_running_average
-        )
+        if use_running_average is None:  # a call argument wins: `frozen_statistics`
+            use_running_average = self.use_running_average
         features = (x.shape[-1],)
         ra_mean = self.variable("batch_stats", "mean", jnp.zeros, features, jnp.float32)
         ra_var = self.variable("batch_stats", "var", jnp.ones, features, jnp.float32)
@@ -119,7 +121,21 @@ class BatchNorm(nn.BatchNorm):
         return y
 
 
-def batch_norm(train: bool, dtype: Dtype, name: str, epsilon: float = 1e-5) -> nn.BatchNorm:
+def frozen_statistics(next_fun, args, kwargs, context):
+    """flax method interceptor (`nn.intercept_methods`): every BatchNorm normalises with its
+    running statistics and leaves them unchanged, also in training (frozen BatchNorm)."""
+    if isinstance(context.module, BatchNorm) and context.method_name == "__call__":
+        kwargs = {**kwargs, "use_running_average": True}
+    return next_fun(*args, **kwargs)
+
+
+def batch_norm(
+    train: bool,
+    dtype: Dtype,
+    name: str,
+    scale_init=nn.initializers.ones,
+    epsilon: float = 1e-5,
+) -> nn.BatchNorm:
     """BatchNorm (momentum 0.9) keeping running statistics in 'batch_stats'."""
     return BatchNorm(
         use_running_average=not train,
@@ -127,6 +143,7 @@ def batch_norm(train: bool, dtype: Dtype, name: str, epsilon: float = 1e-5) -> n
         epsilon=epsilon,
         dtype=dtype,
         param_dtype=jnp.float32,
+        scale_init=scale_init,
         name=name,
     )
 
@@ -229,6 +246,23 @@ def _depthwise_backward(stride, residuals, grad):
 
 _depthwise_shift_and_add.defvjp(_depthwise_forward, _depthwise_backward)
 
+_GROUPED_DEPTHWISE = contextvars.ContextVar("grouped_depthwise", default=False)
+
+
+@contextlib.contextmanager
+def grouped_depthwise() -> Iterator[None]:
+    """Functions traced inside trace DepthwiseConv as XLA's grouped convolution on every backend.
+
+    For exported graphs (bird_jax.export): converters turn the grouped convolution into one
+    depthwise-convolution op, the k*k shifted slices of the CPU path into k*k ops. It acts when
+    a function is traced: jit a new function inside, not one already traced outside.
+    """
+    token = _GROUPED_DEPTHWISE.set(True)
+    try:
+        yield
+    finally:
+        _GROUPED_DEPTHWISE.reset(token)
+
 
 class DepthwiseConv(nn.Module):
     """Depthwise k x k convolution with the parameters of `nn.Conv(feature_group_count=C)`.
@@ -237,8 +271,9 @@ class DepthwiseConv(nn.Module):
     the convolution as k*k shifted, scaled slices of the input, with a hand-written backward
     pass (`_depthwise_shift_and_add`). Measured on 2 cores (batch 32, 64 px, train step):
     ConvNeXt-T 3.6 s instead of 28 s, the lightweight CNN 2.6x faster, at similar compile times
-    (the hand-written backward pass came later: BENCHMARKS.md). On GPU/TPU it is XLA's grouped
-    convolution. Both give the same result and the checkpoints are interchangeable.
+    (the hand-written backward pass came later: BENCHMARKS.md). On GPU/TPU, and on CPU inside
+    `grouped_depthwise()`, it is XLA's grouped convolution. Both give the same result and the
+    checkpoints are interchangeable.
     """
 
     kernel_size: int
@@ -260,7 +295,7 @@ class DepthwiseConv(nn.Module):
         )
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
         pad = ((0, 0), (self.padding, self.padding), (self.padding, self.padding), (0, 0))
-        if jax.default_backend() == "cpu":
+        if jax.default_backend() == "cpu" and not _GROUPED_DEPTHWISE.get():
             y = _depthwise_shift_and_add(jnp.pad(x, pad), kernel[:, :, 0, :], self.strides)
         else:
             y = jax.lax.conv_general_dilated(

@@ -10,7 +10,11 @@ from bird_jax.models import efficientnet, mobilenet
 from bird_jax.models.common import Dtype
 from bird_jax.models.convnext import ARCHITECTURES, ConvNeXt
 from bird_jax.models.lightweight import LightweightCNN
+from bird_jax.models.resnet import ARCHITECTURES as RESNETS
+from bird_jax.models.resnet import ResNet
 from bird_jax.models.vgg import CONVS_PER_STAGE, VGG
+from bird_jax.models.vit import ARCHITECTURES as VITS
+from bird_jax.models.vit import ViT
 
 # name -> Module class with its architecture bound; create_model adds the user's kwargs.
 _MODELS: dict[str, functools.partial[nn.Module]] = {
@@ -29,6 +33,16 @@ _MODELS: dict[str, functools.partial[nn.Module]] = {
     **{
         f"efficientnet_{size}": functools.partial(efficientnet.EfficientNet, **architecture)
         for size, architecture in efficientnet.ARCHITECTURES.items()
+    },
+    **{
+        name: functools.partial(ResNet, block=block, depths=depths)
+        for name, (block, depths) in RESNETS.items()
+    },
+    **{
+        f"vit_{size}": functools.partial(
+            ViT, patch_size=16, width=width, depth=depth, num_heads=heads
+        )
+        for size, (width, depth, heads) in VITS.items()
     },
 }
 

@@ -114,7 +114,7 @@ def _rebuild_tensor(storage, offset, size, stride, *_unused) -> np.ndarray:
     if isinstance(storage, _LazyStorage):
         return _LazyTensor(storage, (offset, size, stride))
     if not size:
-        return storage[offset].copy()
+        return np.array(storage[offset])
     itemsize = storage.itemsize
     end = offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True)) + 1
     if end > storage.size:

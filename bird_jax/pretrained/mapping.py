@@ -98,6 +98,7 @@ def convert_state(
     }
     arrays: dict[str, np.ndarray] = {}
     unused, mismatched, head_mismatch = [], [], []
+    seen: set[str] = set()  # paths some source tensor maps to, fitting or not
     for key, value in state.items():
         if fmt.ignored(key):
             continue
@@ -105,8 +106,9 @@ def convert_state(
         if path is None or path not in targets:
             unused.append(key if path is None else f"{key} (-> {path}, which the model lacks)")
             continue
-        if path in arrays:
+        if path in seen:
             raise MappingError(f"{fmt.name}: two source tensors map to {path}; fix its rules.")
+        seen.add(path)
         shape = targets[path]
         leaf = path.rsplit("/", 1)[-1]
         value = np.asarray(value)
@@ -122,10 +124,9 @@ def convert_state(
             (head_mismatch if path.startswith(HEAD) else mismatched).append(problem)
             continue
         arrays[path] = converted.astype(np.float32)
-    uncovered = [path for path in targets if path not in arrays]
-    new_head = any(path.startswith(HEAD) for path in uncovered)
+    new_head = any(path.startswith(HEAD) and path not in arrays for path in targets)
     reinitialised = tuple(path for path in targets if new_head and path.startswith(HEAD))
-    uncovered = [path for path in uncovered if not path.startswith(HEAD)]
+    uncovered = [path for path in targets if path not in seen and not path.startswith(HEAD)]
     problems = [
         _listed("source tensor(s) with no place in the model", unused),
         _listed("model variable(s) the weights do not cover", uncovered),
