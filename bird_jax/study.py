@@ -12,6 +12,13 @@ Studies (STUDIES):
               prefetch variant prefetches.
   models      VGG16 (with BatchNorm), the lightweight CNN and ConvNeXt-T, each with its config's
               architecture settings, trained with the given config's data, schedule and precision.
+  transfer    pretrained families fine-tuned with one budget, each with its recipe
+              (bird_jax.config.FINETUNE_RECIPES: lr, layer decay, regularisation, eval crop,
+              mean/std); `--weights=MODEL=PATH,...` gives each variant its ImageNet weights:
+
+  python -m bird_jax.study --study=transfer --config=configs/finetune.py --workdir=runs/dogs \
+      --config.data.root=/data/dogs20 --variants=convnext_tiny,convnext_base,mobilenet_v2 \
+      --weights=convnext_tiny=convnext_tiny.pth,convnext_base=convnext_base.pth,...
 
 Variant v trains in workdir/v: running the command again resumes unfinished variants and only
 re-evaluates finished ones. Each is evaluated on --split (default: the config's eval split, from
@@ -29,6 +36,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from bird_jax import cli, compare, console, evaluate, train
+from bird_jax import config as defaults
 from bird_jax.signals import Stopped
 
 FLAGS = flags.FLAGS
@@ -41,6 +49,7 @@ def define_flags() -> None:
     flags.DEFINE_string("workdir", None, "Study directory: one workdir per variant, and report/.")
     flags.DEFINE_string("study", None, "Which study (see STUDIES).")
     flags.DEFINE_list("variants", [], "Run only these variants of the study (default: all).")
+    flags.DEFINE_list("weights", [], "transfer: MODEL=PATH pretrained weights of each variant.")
     flags.DEFINE_string(
         "split",
         None,
@@ -53,6 +62,29 @@ def define_flags() -> None:
 Overrides = Mapping[str, Any]  # dotted config key -> value; a Mapping value replaces a sub-config
 
 _NO_PREFETCH = 1  # one batch in flight: each batch is placed on the devices when it is needed
+
+# The families the studies behind bird_jax fine-tuned: the dogs report (ConvNeXt-T/B against
+# MobileNetV2) and the acceleration review (EfficientNet-B0, ResNet-50, ViT).
+TRANSFER_MODELS = (
+    "mobilenet_v2", "efficientnet_b0", "efficientnet_lite0", "resnet50",
+    "convnext_tiny", "convnext_base", "vit_b16",
+)  # fmt: skip
+
+
+def recipe_overrides(model_name: str) -> Overrides:
+    """What the fine-tuning recipe of `model_name` sets, as overrides of another finetune
+    config (its data and budget stay)."""
+    recipe = defaults.finetune(model_name)
+    return {
+        "model_name": model_name,
+        "model": recipe.model.to_dict(),
+        "lr": recipe.lr,
+        "data.eval_pipeline": recipe.data.eval_pipeline,
+        "data.mean": recipe.data.mean,
+        "data.std": recipe.data.std,
+        "finetune.layer_decay": recipe.finetune.layer_decay,
+    }
+
 
 STUDIES: dict[str, dict[str, Overrides]] = {
     "techniques": {
@@ -70,6 +102,7 @@ STUDIES: dict[str, dict[str, Overrides]] = {
         "lightweight_cnn": {"model_name": "lightweight_cnn", "model": {}},
         "convnext_tiny": {"model_name": "convnext_tiny", "model": {"drop_path_rate": 0.1}},
     },
+    "transfer": {name: recipe_overrides(name) for name in TRANSFER_MODELS},
 }
 
 
@@ -114,16 +147,44 @@ def run_variant(config: ml_collections.ConfigDict, workdir: str, split: str) -> 
 
 
 def variant_configs(
-    config: ml_collections.ConfigDict, study: str, names: Sequence[str] = ()
+    config: ml_collections.ConfigDict,
+    study: str,
+    names: Sequence[str] = (),
+    weights: Mapping[str, str] | None = None,
 ) -> dict[str, ml_collections.ConfigDict]:
-    """Each chosen variant's config, validated, so bad settings fail before anything trains."""
-    configs = {
-        name: apply_overrides(config, overrides)
-        for name, overrides in variants(study, names).items()
-    }
+    """Each chosen variant's config, validated, so bad settings fail before anything trains.
+
+    `weights` (variant -> weights file) sets each variant's init_from; the transfer study
+    needs one for every variant it runs."""
+    weights = dict(weights or {})
+    chosen = variants(study, names)
+    stray = sorted(set(weights) - set(chosen))
+    if stray:
+        raise ValueError(f"--weights names {stray}, which are not variants being run.")
+    missing = [name for name in chosen if study == "transfer" and name not in weights]
+    if missing:
+        raise ValueError(
+            f"The transfer study needs --weights=MODEL=PATH for {missing} (or leave them out "
+            "with --variants)."
+        )
+    configs = {}
+    for name, overrides in chosen.items():
+        if name in weights:
+            if not os.path.isfile(weights[name]):
+                raise FileNotFoundError(f"--weights {name}={weights[name]}: no such file.")
+            overrides = {**overrides, "init_from": weights[name]}
+        configs[name] = apply_overrides(config, overrides)
     for variant_config in configs.values():
         train.validate(variant_config)
     return configs
+
+
+def parse_weights(items: Sequence[str]) -> dict[str, str]:
+    """["mobilenet_v2=a.pth", ...] -> {"mobilenet_v2": "a.pth", ...}."""
+    bad = [item for item in items if "=" not in item]
+    if bad:
+        raise ValueError(f"--weights takes MODEL=PATH items, got {bad}.")
+    return dict(item.split("=", 1) for item in items)
 
 
 def run_study(
@@ -144,7 +205,8 @@ def run_study(
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    configs = variant_configs(FLAGS.config, FLAGS.study, FLAGS.variants)
+    weights = parse_weights(FLAGS.weights)
+    configs = variant_configs(FLAGS.config, FLAGS.study, FLAGS.variants, weights)
     try:
         rows = run_study(configs, FLAGS.workdir, FLAGS.split)
     except Stopped as stopped:  # the variant in progress saved a checkpoint

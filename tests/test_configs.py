@@ -12,12 +12,14 @@ from bird_jax import augment, experiment, models
 from bird_jax import config as defaults
 from configs import (
     birds525,
+    cifar10,
     convnext,
     convnext_tiny,
     cub200,
     finetune,
     lightweight_cnn,
     quickstart,
+    stanford_dogs,
     vgg16,
 )
 
@@ -45,6 +47,8 @@ CONFIGS = [
             "efficientnet_lite0",
         )
     ],
+    stanford_dogs.get_config(),
+    cifar10.get_config("resnet50"),
 ]
 
 

@@ -37,11 +37,31 @@ def test_overrides_set_dotted_keys_and_replace_sub_configs():
         study.apply_overrides(config, {"optimizer.lr": 2})
 
 
-def test_every_study_variant_applies_to_the_default_config():
+def test_every_study_variant_applies_to_the_default_config(tmp_path):
     config = tiny_config()
     config.batch_size = 64
+    (tmp_path / "w.pth").write_bytes(b"")
+    weights = {name: str(tmp_path / "w.pth") for name in study.TRANSFER_MODELS}
     for name in study.STUDIES:
-        assert len(study.variant_configs(config, name)) == len(study.STUDIES[name])
+        given = weights if name == "transfer" else {}
+        assert len(study.variant_configs(config, name, weights=given)) == len(study.STUDIES[name])
+
+
+def test_transfer_variants_carry_their_recipe_and_need_their_weights(tmp_path):
+    config = tiny_config()
+    (tmp_path / "vit.pth").write_bytes(b"")
+    (vit,) = study.variant_configs(
+        config, "transfer", ["vit_b16"], {"vit_b16": str(tmp_path / "vit.pth")}
+    ).values()
+    assert vit.model_name == "vit_b16" and vit.init_from == str(tmp_path / "vit.pth")
+    assert vit.finetune.layer_decay == 0.65 and tuple(vit.data.mean) == (0.5, 0.5, 0.5)
+    assert vit.num_train_steps == config.num_train_steps  # the budget is the given config's
+    with pytest.raises(ValueError, match=r"needs --weights=MODEL=PATH for \['resnet50'\]"):
+        study.variant_configs(config, "transfer", ["vit_b16", "resnet50"], {"vit_b16": "x"})
+    with pytest.raises(FileNotFoundError, match="--weights vit_b16=/none.pth: no such file"):
+        study.variant_configs(config, "transfer", ["vit_b16"], {"vit_b16": "/none.pth"})
+    with pytest.raises(ValueError, match="MODEL=PATH items"):
+        study.parse_weights(["vit_b16:/w.pth"])
 
 
 def test_a_variant_that_cannot_run_fails_before_anything_trains():

@@ -49,6 +49,15 @@ def test_top_k_ranks_by_train_count_breaks_ties_by_name_and_keeps_dataset_order(
     assert _subset(info, top_k_classes=1).class_names == ["CROW"]  # Tie with DODO: by name.
 
 
+def test_top_k_breaks_train_ties_by_the_images_in_all_splits():
+    """TFDS Stanford Dogs has 100 train images of every breed: the most frequent overall win."""
+    train = np.repeat(np.arange(4), 3).tolist()  # 3 train images of each
+    valid = [1, 1, 1, 3, 3, 0]  # DODO 3, BLUE JAY 2, EMU 1, CROW 0
+    splits = {"train": _source("train", train), "valid": _source("valid", valid, offset=1000)}
+    info = data.DatasetInfo(list(NAMES[:4]), splits)
+    assert _subset(info, top_k_classes=2).class_names == ["DODO", "BLUE JAY"]
+
+
 def test_min_images_per_class_keeps_classes_at_or_above_the_threshold():
     info = _info([5, 9, 9, 2, 7])
     assert _subset(info, min_images_per_class=7).class_names == ["DODO", "CROW", "AUK"]

@@ -166,14 +166,20 @@ def _named_classes(class_names: Sequence[str], wanted: Sequence[str]) -> np.ndar
     return np.array(sorted({label_of[name] for name in wanted}), dtype=np.int64)
 
 
-def _kept_classes(class_names: Sequence[str], counts: np.ndarray, options: SplitOptions):
+def _kept_classes(
+    class_names: Sequence[str], counts: np.ndarray, totals: np.ndarray, options: SplitOptions
+):
+    """Labels `options` keeps. top_k ranks by train images, ties by images in all splits (TFDS
+    Stanford Dogs has 100 train images of every breed), then by name."""
     kept = np.arange(len(class_names))
     if options.classes:
         kept = _named_classes(class_names, options.classes)
     if options.min_images_per_class:
         kept = kept[counts[kept] >= options.min_images_per_class]
     if options.top_k_classes:
-        largest = sorted(kept, key=lambda label: (-counts[label], class_names[label]))
+        largest = sorted(
+            kept, key=lambda label: (-counts[label], -totals[label], class_names[label])
+        )
         kept = np.sort(np.array(largest[: options.top_k_classes], dtype=np.int64))
     if not len(kept):
         raise ValueError(
@@ -207,7 +213,10 @@ def subset_classes(info: DatasetInfo, train_split: str, options: SplitOptions) -
     the other splits keep every image of the kept classes.
     """
     counts = np.bincount(info.source(train_split).labels, minlength=info.num_classes)
-    kept = _kept_classes(info.class_names, counts, options)
+    totals = sum(
+        np.bincount(info.source(split).labels, minlength=info.num_classes) for split in info.splits
+    )
+    kept = _kept_classes(info.class_names, counts, totals, options)
     new_label = np.full(info.num_classes, -1, dtype=np.int64)
     new_label[kept] = np.arange(len(kept))
     splits = {}
