@@ -12,9 +12,9 @@ import jax.numpy as jnp
 from bird_jax.models.common import (
     DepthwiseConv,
     Dtype,
-    PointwiseConv,
     batch_norm,
     classifier,
+    conv,
     conv_kernel_init,
     dense_kernel_init,
     drop_path,
@@ -40,29 +40,6 @@ def conv_padding(
     if same:
         return jax.lax.padtype_to_pads(shape[1:3], (kernel_size,) * 2, (strides,) * 2, "SAME")
     return [((kernel_size - 1) // 2,) * 2] * 2
-
-
-def conv(features: int, kernel_size: int, dtype: Dtype, name: str, **kwargs) -> nn.Module:
-    """Bias-free square convolution (a BatchNorm follows it); 1x1 ones as a matmul."""
-    if kernel_size == 1 and not kwargs:
-        return PointwiseConv(
-            features,
-            use_bias=False,
-            kernel_init=conv_kernel_init,
-            dtype=dtype,
-            param_dtype=jnp.float32,
-            name=name,
-        )
-    return nn.Conv(
-        features,
-        (kernel_size, kernel_size),
-        use_bias=False,
-        kernel_init=conv_kernel_init,
-        dtype=dtype,
-        param_dtype=jnp.float32,
-        name=name,
-        **kwargs,
-    )
 
 
 class SqueezeExcite(nn.Module):

@@ -13,9 +13,10 @@ from bird_jax.models.common import (
     check_positive,
     check_rate,
     classifier,
+    conv,
     global_average_pool,
 )
-from bird_jax.models.inverted_residual import ACTIVATIONS, InvertedResidual, conv, scale_width
+from bird_jax.models.inverted_residual import ACTIVATIONS, InvertedResidual, scale_width
 
 
 class LightweightCNN(nn.Module):
