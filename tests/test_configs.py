@@ -36,7 +36,16 @@ CONFIGS = [
     *[convnext.get_config(size) for size in ("atto", "tiny", "small", "base", "xlarge")],
     *[
         finetune.get_config(arg)
-        for arg in ("convnext_tiny", "convnext_base,probe", "resnet50", "resnet18,probe", "vit_b16")
+        for arg in (
+            "convnext_tiny",
+            "convnext_base,probe",
+            "resnet50",
+            "resnet18,probe",
+            "vit_b16",
+            "mobilenet_v2",
+            "efficientnet_b0,probe",
+            "efficientnet_lite0",
+        )
     ],
     stanford_dogs.get_config(),
     cifar10.get_config("resnet50"),

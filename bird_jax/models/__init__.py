@@ -5,7 +5,9 @@ logits = model.apply(variables, images, train=True, rngs={"dropout": key}, mutab
 """
 
 from bird_jax.models.convnext import ConvNeXt
+from bird_jax.models.efficientnet import EfficientNet
 from bird_jax.models.lightweight import LightweightCNN
+from bird_jax.models.mobilenet import MobileNetV2
 from bird_jax.models.registry import create_model, list_models, model_kwargs
 from bird_jax.models.resnet import ResNet
 from bird_jax.models.vgg import VGG
@@ -14,7 +16,9 @@ from bird_jax.models.vit import ViT
 __all__ = [
     "VGG",
     "ConvNeXt",
+    "EfficientNet",
     "LightweightCNN",
+    "MobileNetV2",
     "ResNet",
     "ViT",
     "create_model",

@@ -130,13 +130,17 @@ def frozen_statistics(next_fun, args, kwargs, context):
 
 
 def batch_norm(
-    train: bool, dtype: Dtype, name: str, scale_init=nn.initializers.ones
+    train: bool,
+    dtype: Dtype,
+    name: str,
+    scale_init=nn.initializers.ones,
+    epsilon: float = 1e-5,
 ) -> nn.BatchNorm:
-    """BatchNorm (momentum 0.9, eps 1e-5) keeping running statistics in 'batch_stats'."""
+    """BatchNorm (momentum 0.9) keeping running statistics in 'batch_stats'."""
     return BatchNorm(
         use_running_average=not train,
         momentum=0.9,
-        epsilon=1e-5,
+        epsilon=epsilon,
         dtype=dtype,
         param_dtype=jnp.float32,
         scale_init=scale_init,
@@ -362,3 +366,26 @@ class PointwiseConv(nn.Module):
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
         y = _pointwise(x, kernel[0, 0])
         return y + bias if bias is not None else y
+
+
+def conv(features: int, kernel_size: int, dtype: Dtype, name: str, **kwargs) -> nn.Module:
+    """Bias-free square convolution (a BatchNorm follows it); 1x1 ones as a matmul."""
+    if kernel_size == 1 and not kwargs:
+        return PointwiseConv(
+            features,
+            use_bias=False,
+            kernel_init=conv_kernel_init,
+            dtype=dtype,
+            param_dtype=jnp.float32,
+            name=name,
+        )
+    return nn.Conv(
+        features,
+        (kernel_size, kernel_size),
+        use_bias=False,
+        kernel_init=conv_kernel_init,
+        dtype=dtype,
+        param_dtype=jnp.float32,
+        name=name,
+        **kwargs,
+    )

@@ -8,82 +8,15 @@ import jax
 import jax.numpy as jnp
 
 from bird_jax.models.common import (
-    DepthwiseConv,
     Dtype,
-    PointwiseConv,
     batch_norm,
     check_positive,
     check_rate,
     classifier,
-    conv_kernel_init,
+    conv,
     global_average_pool,
 )
-
-ACTIVATIONS = {"relu6": jax.nn.relu6, "hard_swish": jax.nn.hard_swish}
-
-
-def scale_width(width: int, multiplier: float, divisor: int = 8) -> int:
-    """`width * multiplier` rounded to a multiple of `divisor`, never more than 10% below it."""
-    scaled = max(divisor, int(width * multiplier + divisor / 2) // divisor * divisor)
-    return scaled + divisor if scaled < 0.9 * width * multiplier else scaled
-
-
-def conv(features: int, kernel_size: int, dtype: Dtype, name: str, **kwargs) -> nn.Module:
-    """Bias-free square convolution (a BatchNorm follows it); 1x1 ones as a matmul."""
-    if kernel_size == 1 and not kwargs:
-        return PointwiseConv(
-            features,
-            use_bias=False,
-            kernel_init=conv_kernel_init,
-            dtype=dtype,
-            param_dtype=jnp.float32,
-            name=name,
-        )
-    return nn.Conv(
-        features,
-        (kernel_size, kernel_size),
-        use_bias=False,
-        kernel_init=conv_kernel_init,
-        dtype=dtype,
-        param_dtype=jnp.float32,
-        name=name,
-        **kwargs,
-    )
-
-
-class InvertedResidual(nn.Module):
-    """1x1 expand -> 3x3 depthwise -> linear 1x1 project, with a skip when the shape is kept.
-
-    With expansion 1 there is no expand convolution: a depthwise-separable block.
-    """
-
-    features: int
-    expansion: int
-    strides: int
-    activation: str
-    dtype: Dtype
-
-    @nn.compact
-    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        act = ACTIVATIONS[self.activation]
-        hidden = x.shape[-1] * self.expansion
-        y = x
-        if self.expansion != 1:
-            y = conv(hidden, 1, self.dtype, name="expand")(y)
-            y = act(batch_norm(train, self.dtype, name="expand_bn")(y))
-        y = DepthwiseConv(
-            3,
-            strides=self.strides,
-            padding=1,
-            use_bias=False,
-            kernel_init=conv_kernel_init,
-            dtype=self.dtype,
-            name="depthwise",
-        )(y)
-        y = act(batch_norm(train, self.dtype, name="depthwise_bn")(y))
-        y = conv(self.features, 1, self.dtype, name="project")(y)
-        y = batch_norm(train, self.dtype, name="project_bn")(y)
-        return x + y if y.shape == x.shape else y
+from bird_jax.models.inverted_residual import ACTIVATIONS, InvertedResidual, scale_width
 
 
 class LightweightCNN(nn.Module):
@@ -101,7 +34,7 @@ class LightweightCNN(nn.Module):
       stage_strides: stride of the first block of each stage.
       stage_expansions: expansion factor of the blocks of each stage (1 = depthwise separable).
       head_features: width of the 1x1 convolution before the pool.
-      activation: 'relu6' or 'hard_swish'.
+      activation: 'relu6', 'hard_swish' or 'silu'.
       dropout_rate: dropout on the pooled features.
       dtype: compute dtype of the activations; parameters are float32, logits float32.
     """

@@ -6,6 +6,7 @@ import functools
 import flax.linen as nn
 import jax.numpy as jnp
 
+from bird_jax.models import efficientnet, mobilenet
 from bird_jax.models.common import Dtype
 from bird_jax.models.convnext import ARCHITECTURES, ConvNeXt
 from bird_jax.models.lightweight import LightweightCNN
@@ -25,6 +26,13 @@ _MODELS: dict[str, functools.partial[nn.Module]] = {
     **{
         f"convnext_{size}": functools.partial(ConvNeXt, depths=depths, dims=dims)
         for size, (depths, dims) in ARCHITECTURES.items()
+    },
+    "mobilenet_v2": functools.partial(
+        mobilenet.MobileNetV2, stages=mobilenet.STAGES, stem_width=32, final_width=1280
+    ),
+    **{
+        f"efficientnet_{size}": functools.partial(efficientnet.EfficientNet, **architecture)
+        for size, architecture in efficientnet.ARCHITECTURES.items()
     },
     **{
         name: functools.partial(ResNet, block=block, depths=depths)

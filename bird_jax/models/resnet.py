@@ -13,11 +13,11 @@ from bird_jax.models.common import (
     check_positive,
     check_rate,
     classifier,
+    conv,
     drop_path,
     global_average_pool,
 )
 from bird_jax.models.convnext import drop_path_rates
-from bird_jax.models.lightweight import conv
 
 # (block, blocks per stage) of each torchvision model.
 ARCHITECTURES = {

@@ -8,4 +8,11 @@ executing code and mapped onto bird_jax models.
 Each family's formats register themselves in its module, imported here.
 """
 
-from bird_jax.pretrained import convnext, resnet, vgg, vit  # noqa: F401  (register their formats)
+from bird_jax.pretrained import (  # noqa: F401  (register their formats)
+    convnext,
+    efficientnet,
+    mobilenet,
+    resnet,
+    vgg,
+    vit,
+)
