@@ -1,8 +1,9 @@
 """Pretrained weights give the same logits in bird_jax as in the PyTorch model they came from.
 
 Loads --weights into the reference PyTorch model (torchvision's or timm's ResNet and
-EfficientNet-B0, torchvision's MobileNetV2, efficientnet_lite_pytorch's EfficientNet-Lite0, timm's
-or Hugging Face's ViT; chosen by --model, --reference and the checkpoint's names) and, converted by
+EfficientNet-B0, torchvision's MobileNetV2 and VGG16, timm's ConvNeXt-T,
+efficientnet_lite_pytorch's EfficientNet-Lite0, timm's or Hugging Face's ViT; chosen by --model,
+--reference and the checkpoint's names) and, converted by
 `bird_jax.pretrained`, into bird_jax's --model; runs both in eval mode in float32 on the same
 random batch and prints the largest |logit difference|. Without --weights, the reference library
 of --reference (`REFERENCES`) first writes its model with every parameter and BatchNorm
@@ -42,6 +43,8 @@ REFERENCES = {
     "mobilenet_v2": ("torchvision",),
     "efficientnet_b0": ("torchvision", "timm"),
     "efficientnet_lite0": ("efficientnet_lite_pytorch",),
+    "convnext_tiny": ("timm",),
+    "vgg16": ("torchvision",),
 }
 _TIMM_VIT = {"vit_ti16": "tiny", "vit_s16": "small", "vit_b16": "base"}
 _HF_KEY = "vit.embeddings.patch_embeddings.projection.weight"
@@ -116,6 +119,8 @@ def torch_logits(weights: str, model: str, library: str, images: str, out: str) 
             "classifier.weight",
             "classifier.1.weight",
             "_fc.weight",
+            "head.fc.weight",
+            "classifier.6.weight",
         )
         head = next(state[k] for k in heads if k in state)
         module = _torch_model(model, library, num_classes=len(head))
