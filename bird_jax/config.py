@@ -248,7 +248,10 @@ FINETUNE_RECIPES = {
     "efficientnet_b0": FinetuneRecipe(
         1e-3, model={"dropout_rate": 0.2, "drop_path_rate": 0.1}, eval_pipeline=_BICUBIC
     ),
-    "efficientnet_lite0": FinetuneRecipe(1e-3, model={"dropout_rate": 0.2}, eval_pipeline=_BICUBIC),
+    # No stochastic depth, as the PyTorch reference run (on cub20, 0.2 gave the same top-1).
+    "efficientnet_lite0": FinetuneRecipe(
+        1e-3, model={"dropout_rate": 0.2, "drop_path_rate": 0.0}, eval_pipeline=_BICUBIC
+    ),
     "resnet": FinetuneRecipe(5e-4),
     "convnext_": FinetuneRecipe(
         1e-4, layer_decay=0.8, model={"drop_path_rate": 0.1}, eval_pipeline=_BICUBIC

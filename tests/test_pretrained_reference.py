@@ -11,6 +11,7 @@ import pytest
 
 from bird_jax.models import registry
 from bird_jax.pretrained import files, mapping
+from tests.fixtures.images import fixture_images
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "pretrained"
 CASES = sorted(path.stem for path in FIXTURES.glob("*.json"))
@@ -24,10 +25,9 @@ def load_case(case: str):
         for key, value in meta["overrides"].items()
     }
     model = registry.create_variant(meta["model"], num_classes=meta["num_classes"], **overrides)
-    reference = np.load(FIXTURES / f"{case}.npz")
-    images = reference["images"].astype(np.float32)
+    images = fixture_images(meta["image_size"])
     state = files.read_state(FIXTURES / meta["file"])
-    return model, meta, state, images, reference["logits"]
+    return model, meta, state, images, np.load(FIXTURES / f"{case}.npz")["logits"]
 
 
 def test_there_are_cases():
