@@ -392,6 +392,8 @@ def _grads(module, variables, x, seed=3):
         (3, 2, 1, (2, 9, 10, 6)),
         (3, 2, 1, (2, 8, 8, 5)),
         (7, 1, 3, (2, 9, 10, 6)),
+        (5, 2, 0, (2, 11, 10, 6)),  # EfficientNet's 5x5, stride 2, pre-padded (TF "SAME")
+        (5, 1, 2, (2, 9, 10, 6)),
     ],
 )
 def test_depthwise_conv_matches_grouped_convolution(kernel_size, strides, padding, shape):
