@@ -36,6 +36,7 @@ SMALL = {
         "dropout_rate": 0.5,
     },
     "vit_ti16": {"drop_path_rate": 0.5, "dropout_rate": 0.2},
+    "convnet": {"width": 16},
 }
 WITH_BATCH_NORM = [
     "lightweight_cnn",
@@ -81,6 +82,7 @@ def test_registry_lists_every_model():
     expected = {"vgg11", "vgg13", "vgg16", "vgg19", "lightweight_cnn", "mobilenet_v2"}
     expected |= {"efficientnet_b0", "efficientnet_lite0"}
     expected |= {"resnet18", "resnet34", "resnet50", "resnet101", "vit_ti16", "vit_s16", "vit_b16"}
+    expected |= {"convnet"}
     assert models.list_models() == sorted(expected | {f"convnext_{s}" for s in sizes})
 
 
@@ -165,7 +167,15 @@ def test_bfloat16_compute_with_float32_params_and_logits(name):
     model = models.create_model(name, num_classes=NUM_CLASSES, dtype=jnp.bfloat16)
     x = jnp.zeros((2, 32, 32, 3))
     variables = jax.eval_shape(model.init, key(0), x)
-    layers = (nn.Conv, nn.Dense, nn.BatchNorm, nn.LayerNorm, DepthwiseConv, PointwiseConv)
+    layers = (
+        nn.Conv,
+        nn.Dense,
+        nn.BatchNorm,
+        nn.LayerNorm,
+        nn.GroupNorm,
+        DepthwiseConv,
+        PointwiseConv,
+    )
     logits, state = jax.eval_shape(
         lambda v, x: model.apply(
             v,
@@ -185,7 +195,7 @@ def test_bfloat16_compute_with_float32_params_and_logits(name):
     body = {
         jax.tree_util.keystr(p): out.dtype for p, out in outputs if p[0].key not in {"head", "norm"}
     }
-    assert len(body) >= 10
+    assert len(body) >= 6  # ConvNet-3: three convolutions and their norms
     assert set(body.values()) == {jnp.dtype(jnp.bfloat16)}, body
 
 
@@ -202,7 +212,7 @@ def test_eval_forward_is_deterministic_and_depends_on_the_input(name):
     assert np.abs(other - logits).max() > 1e-3 * np.abs(logits).max()
 
 
-@pytest.mark.parametrize("name", sorted(SMALL))
+@pytest.mark.parametrize("name", sorted(set(SMALL) - {"convnet"}))  # ConvNet has no dropout
 def test_train_forward_follows_the_dropout_rng(name):
     _, variables, evaluate, train = small(name)
     x = images()
@@ -304,6 +314,34 @@ def test_unknown_model_lists_the_known_names():
         models.create_model("vgg17", num_classes=10)
 
 
+def test_convnet_matches_the_distillation_papers_parameter_counts():
+    # ConvNet-3 on CIFAR-10 (32 px): 320,010, as DC/DSA/DM/MTT report; a conv and a norm more
+    # per extra depth, the head reading a 4x4x128 map at 64 px (depth 4) and 128 px (depth 5).
+    assert param_count("convnet", 32, 10) == 320_010
+    block = 9 * 128 * 128 + 128 + 2 * 128
+    assert param_count("convnet", 64, 20, depth=4) == 320_010 - 20_490 + block + 2048 * 20 + 20
+    assert param_count("convnet", 128, 20, depth=5) == (
+        param_count("convnet", 64, 20, depth=4) + block
+    )
+    assert param_count("convnet", 32, 10, norm="none") == 320_010 - 3 * 256
+
+
+def test_convnet_embedding_is_what_its_head_reads():
+    model, variables, evaluate, _ = small("convnet")
+    features = model.apply(variables, images(), method="embed")
+    assert features.shape == (4, 4 * 4 * 16)
+    head = variables["params"]["head"]
+    np.testing.assert_allclose(
+        features @ head["kernel"] + head["bias"], evaluate(variables, images()), atol=1e-5
+    )
+
+
+def test_convnet_rejects_images_too_small_for_its_depth():
+    model = models.create_model("convnet", num_classes=10, depth=4)
+    with pytest.raises(ValueError, match="ConvNet-4 needs images of at least 16 px, got 8x8"):
+        jax.eval_shape(model.init, key(0), jnp.zeros((1, 8, 8, 3)))
+
+
 @pytest.mark.parametrize(
     "name, kwargs, message",
     [
@@ -318,6 +356,9 @@ def test_unknown_model_lists_the_known_names():
         ("resnet50", {"widths": (64, 128)}, "depths and widths must have the same length"),
         ("vit_b16", {"drop_path_rate": 1.0}, "drop_path_rate must be in"),
         ("vit_b16", {"layer_norm_epsilon": 0}, "layer_norm_epsilon must be > 0"),
+        ("convnet", {"norm": "layer"}, "norm must be one of"),
+        ("convnet", {"pooling": "mean"}, "pooling must be one of"),
+        ("convnet", {"depth": 0}, "depth must be > 0"),
     ],
 )
 def test_bad_kwargs_are_named(name, kwargs, message):

@@ -4,6 +4,7 @@ model = create_model("convnext_tiny", num_classes=200, dtype=jnp.bfloat16, drop_
 logits = model.apply(variables, images, train=True, rngs={"dropout": key}, mutable=[...])
 """
 
+from bird_jax.models.convnet import ConvNet
 from bird_jax.models.convnext import ConvNeXt
 from bird_jax.models.efficientnet import EfficientNet
 from bird_jax.models.lightweight import LightweightCNN
@@ -15,6 +16,7 @@ from bird_jax.models.vit import ViT
 
 __all__ = [
     "VGG",
+    "ConvNet",
     "ConvNeXt",
     "EfficientNet",
     "LightweightCNN",

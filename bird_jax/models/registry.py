@@ -8,6 +8,7 @@ import jax.numpy as jnp
 
 from bird_jax.models import efficientnet, mobilenet
 from bird_jax.models.common import Dtype
+from bird_jax.models.convnet import ConvNet
 from bird_jax.models.convnext import ARCHITECTURES, ConvNeXt
 from bird_jax.models.lightweight import LightweightCNN
 from bird_jax.models.resnet import ARCHITECTURES as RESNETS
@@ -23,6 +24,7 @@ _MODELS: dict[str, functools.partial[nn.Module]] = {
         for name, convs in CONVS_PER_STAGE.items()
     },
     "lightweight_cnn": functools.partial(LightweightCNN),
+    "convnet": functools.partial(ConvNet),
     **{
         f"convnext_{size}": functools.partial(ConvNeXt, depths=depths, dims=dims)
         for size, (depths, dims) in ARCHITECTURES.items()
