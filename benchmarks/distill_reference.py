@@ -24,7 +24,9 @@ Seeding: the official `get_network` reseeds torch's global RNG from the clock
 `evaluate` therefore reseeds torch and numpy with the run's seed right after `get_network` and
 re-runs every module's `reset_parameters` (the same draws in the same order as constructing the
 network under that seed), which makes each run's initialisation, shuffling and augmentation
-reproducible. `speed` keeps the official clock seeds (timing does not depend on them).
+reproducible. `speed` keeps the official clock seeds (timing does not depend on them). The
+official Siamese augmentations fail on a batch of one with current PyTorch (IPC 1); see
+`allow_siamese_batch_of_one` for the equivalent workaround.
 
   python benchmarks/distill_reference.py make-random --data=/tmp/cifar10-jpeg --ipc=10 --out=D
   python benchmarks/distill_reference.py evaluate --synset=D --data=/tmp/cifar10-jpeg --runs=3
