@@ -88,7 +88,7 @@ def get_config() -> ml_collections.ConfigDict:
 
     # Input.
     config.data = ml_collections.ConfigDict()
-    config.data.source = "embedded"  # embedded | folder | tfds
+    config.data.source = "embedded"  # embedded | folder | tfds | distilled (root: its workdir)
     config.data.name = "digits"  # embedded or TFDS dataset name
     config.data.root = ""  # folder source: root/{train,valid,test}/<CLASS>/*.jpg
     config.data.data_dir = None  # TFDS data_dir (None: TFDS's default)

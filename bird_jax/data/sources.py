@@ -9,7 +9,7 @@ from bird_jax.data.embedded import load_digits
 from bird_jax.data.folder import load_folder
 from bird_jax.data.info import DatasetInfo
 
-SOURCES = ("embedded", "folder", "tfds")
+SOURCES = ("embedded", "folder", "tfds", "distilled")
 EMBEDDED_DATASETS = ("digits",)
 
 
@@ -29,6 +29,10 @@ def _load_source(data_config, splits: list[str]) -> DatasetInfo:
         from bird_jax.data.tfds_source import load_tfds
 
         return load_tfds(data_config.name, data_config.data_dir, splits)
+    if source == "distilled":
+        from bird_jax.data.distilled import load_distilled
+
+        return load_distilled(data_config.root, data_config.train_split)
     raise ValueError(f"Unknown data source {source!r}; choose one of {SOURCES}.")
 
 

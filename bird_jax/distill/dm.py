@@ -1,0 +1,66 @@
+"""DM, distribution matching (Zhao & Bilen, "Dataset Condensation with Distribution Matching",
+WACV 2023; official code `main_DM.py` of VICO-UoE/DatasetCondensation).
+
+Every iteration draws a fresh randomly initialised network, embeds each class's batch of real
+images and its synthetic images (both with the class's Siamese DSA draw), and takes one SGD step
+(momentum 0.5) on the synthetic images against the sum over classes of the squared distance
+between the mean embeddings.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import optax
+
+from bird_jax.distill.iterative import DistillState, ShardedReal, fresh_params, image_optimizer
+from bird_jax.distill.matching import mean_embedding_loss, siamese_pairs
+from bird_jax.distill.shards import AXIS
+from bird_jax.efficiency import flops
+
+
+class DistributionMatching:
+    """One DM iteration per call, the classes split over the local devices."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        image_shape: tuple[int, ...],
+        *,
+        batch_real: int,
+        strategy: str,
+        learning_rate: float,
+    ):
+        self.model, self.image_shape = model, image_shape
+        self.batch_real, self.strategy = batch_real, strategy
+        self.optimizer = image_optimizer(learning_rate)
+        self.step = jax.pmap(self._step, axis_name=AXIS, in_axes=(0, 0, None, 0, 0, 0, 0))
+
+    def _step(self, synthetic, opt_state, key, real, counts, class_ids, weights):
+        net_key, pair_key = jax.random.split(key)
+        params = fresh_params(self.model, net_key, self.image_shape)
+
+        def loss_fn(synthetic):
+            real_batches, synthetic_batches = siamese_pairs(
+                pair_key, synthetic, real, counts, class_ids, self.batch_real, self.strategy
+            )
+            return mean_embedding_loss(self.model, params, real_batches, synthetic_batches, weights)
+
+        loss, grads = jax.value_and_grad(loss_fn)(synthetic)
+        updates, opt_state = self.optimizer.update(grads, opt_state, synthetic)
+        return optax.apply_updates(synthetic, updates), opt_state, jax.lax.psum(loss, AXIS)
+
+    def step_args(self, state: DistillState, key: jax.Array, real: ShardedReal) -> tuple:
+        return (state.synthetic, state.opt_state, key, real.images, real.counts, real.class_ids,
+                real.weights)  # fmt: skip
+
+    def iteration(
+        self, state: DistillState, key: jax.Array, real: ShardedReal
+    ) -> tuple[DistillState, dict[str, jax.Array]]:
+        synthetic, opt_state, loss = self.step(*self.step_args(state, key, real))
+        return DistillState(synthetic, opt_state), {"loss": loss[0]}
+
+    def flops_per_iteration(self, state: DistillState, key: jax.Array, real: ShardedReal):
+        """XLA's FLOP count of one iteration over all devices (None where unknown)."""
+        cost = flops.step_cost(self.step, *self.step_args(state, key, real))
+        return cost.total if cost else None

@@ -1,0 +1,68 @@
+"""What DM and DC/DSA share: the synthetic images and their optimiser, split by class over the
+devices, and the real images they match against."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from bird_jax.distill.real import RealData
+from bird_jax.distill.shards import AXIS, ClassShards
+
+
+class DistillState(NamedTuple):
+    """Synthetic images [devices, C / devices, ipc, H, W, 3] and their optimiser's state, both
+    split by class."""
+
+    synthetic: jax.Array
+    opt_state: Any
+
+
+@dataclasses.dataclass
+class ShardedReal:
+    """The real images of RealData on the devices, split by class as the synthetic ones."""
+
+    shards: ClassShards
+    images: jax.Array
+    counts: jax.Array
+    class_ids: jax.Array
+    weights: jax.Array
+
+    @classmethod
+    def from_real(cls, real: RealData, num_devices: int | None = None) -> ShardedReal:
+        """`real` split over the first `num_devices` local devices (default: all)."""
+        shards = ClassShards(real.num_classes, num_devices or jax.local_device_count())
+        # Padding classes (count 0) sample zero images; their weight 0 drops their loss.
+        return cls(
+            shards,
+            shards.split(real.images),
+            shards.split(real.counts),
+            shards.class_ids(),
+            shards.weights(),
+        )
+
+
+def image_optimizer(learning_rate: float) -> optax.GradientTransformation:
+    """SGD with momentum 0.5 on the synthetic images, as DC, DSA and DM."""
+    return optax.sgd(learning_rate, momentum=0.5)
+
+
+def init_state(
+    synthetic: np.ndarray, shards: ClassShards, optimizer: optax.GradientTransformation
+) -> DistillState:
+    """Splits host images [C, ipc, ...] over the devices and starts their optimiser."""
+    # Both through pmap, so they are laid out as the steps return them (no second compile).
+    return DistillState(
+        *jax.pmap(lambda x: (x, optimizer.init(x)), axis_name=AXIS)(shards.split(synthetic))
+    )
+
+
+def fresh_params(model: nn.Module, key: jax.Array, image_shape: tuple[int, ...]) -> Any:
+    """A randomly initialised network's parameters (the same on every device for one key)."""
+    return model.init(key, jnp.zeros((1, *image_shape), jnp.float32))["params"]

@@ -1,0 +1,121 @@
+"""Every method behind one interface: `distill(config, real) -> SyntheticSet`.
+
+Iterative methods (DC, DSA, DM) are objects with `iteration(state, key, real)`; `create` builds
+one from config.distill, `check_config` validates the settings before any data is read. The
+coresets select real images in one call (`select_set`).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import ml_collections
+import numpy as np
+
+from bird_jax.distill import coreset, dc, dm, dsa, nets
+from bird_jax.distill.defaults import CORESETS, ITERATIVE, METHODS
+from bird_jax.distill.iterative import ShardedReal, init_state
+from bird_jax.distill.real import RealData
+from bird_jax.distill.synthetic import INITS, SyntheticSet, initial_images
+from bird_jax.models import create_model
+from bird_jax.models.convnet import min_image_size
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+    """ValueError naming the key if config.distill cannot work (checked before any compute)."""
+    settings = config.distill
+    if settings.method not in METHODS:
+        raise ValueError(
+            f"Unknown distill.method {settings.method!r}; known: {', '.join(METHODS)}."
+        )
+    if settings.ipc < 1:
+        raise ValueError(f"distill.ipc must be >= 1, got {settings.ipc}.")
+    if settings.init not in INITS:
+        raise ValueError(f"distill.init must be one of {INITS}, got {settings.init!r}.")
+    dsa.parse_strategy(settings.dsa_strategy)
+    dsa.parse_strategy(config.evaluation.dsa_strategy)
+    if config.model_name != "convnet" and settings.method != "random":
+        raise ValueError(
+            f"distill.method={settings.method!r} embeds with ConvNet: set model_name='convnet' "
+            f"(got {config.model_name!r}); other networks evaluate the set (evaluation.models)."
+        )
+    depth = config.model.get("depth", 3)
+    smallest = min_image_size(depth, config.model.get("pooling", "avg"))
+    if config.data.image_size < smallest:
+        raise ValueError(
+            f"data.image_size={config.data.image_size} is too small for ConvNet-{depth} (it "
+            f"needs >= {smallest} px): lower model.depth or raise data.image_size."
+        )
+    if settings.method in ITERATIVE and settings.iterations < 0:
+        raise ValueError(f"distill.iterations must be >= 0, got {settings.iterations}.")
+
+
+def _model(config: ml_collections.ConfigDict, num_classes: int):
+    return create_model(config.model_name, num_classes=num_classes, **config.model.to_dict())
+
+
+def create(config: ml_collections.ConfigDict, real: RealData):
+    """The iterative method of config.distill (DC, DSA or DM) for `real`'s classes."""
+    settings = config.distill
+    model = _model(config, real.num_classes)
+    batch_real = min(settings.batch_real, int(real.counts.min()))
+    common = dict(batch_real=batch_real, strategy=settings.dsa_strategy,
+                  learning_rate=settings.lr_img)  # fmt: skip
+    if settings.method == "dm":
+        return dm.DistributionMatching(model, real.image_shape, **common)
+    outer, inner = dc.default_loops(settings.ipc)
+    return dc.GradientMatching(
+        model,
+        real.image_shape,
+        outer_loop=settings.outer_loop or outer,
+        inner_loop=settings.inner_loop or inner,
+        lr_net=settings.lr_net,
+        batch_train=settings.batch_train,
+        **common,
+    )
+
+
+def select_set(config: ml_collections.ConfigDict, key: jax.Array, real: RealData) -> np.ndarray:
+    """A coreset's [C, ipc, H, W, 3] real images."""
+    settings = config.distill
+    embed = None
+    if settings.method != "random":
+        embed_key, key = jax.random.split(key)
+        model = _model(config, real.num_classes)
+        trainer = nets.NetTrainer(model, nets.sgd(0.01, 0.9, 5e-4))
+        network = coreset.embedding_network(embed_key, trainer, real, settings.embedding_epochs)
+        embed = functools.partial(coreset.embed_all, trainer, network)
+    return coreset.select(settings.method, key, real, settings.ipc, embed)
+
+
+def keys(config: ml_collections.ConfigDict) -> tuple[jax.Array, jax.Array]:
+    """(key of the starting set, key whose fold_in(., i) drives iteration i) from config.seed."""
+    init_key, loop_key = jax.random.split(jax.random.key(config.seed))
+    return init_key, loop_key
+
+
+def start(config: ml_collections.ConfigDict, real: RealData, num_devices: int | None = None):
+    """(method, real images on the devices, starting state) of an iterative method, its classes
+    split over `num_devices` local devices (default: all)."""
+    method = create(config, real)
+    sharded = ShardedReal.from_real(real, num_devices)
+    images = initial_images(keys(config)[0], real, config.distill.ipc, config.distill.init)
+    return method, sharded, init_state(images, sharded.shards, method.optimizer)
+
+
+def distill(
+    config: ml_collections.ConfigDict, real: RealData, num_devices: int | None = None
+) -> SyntheticSet:
+    """The whole method in one call (no checkpoints or logs; `bird_jax.distill` runs those)."""
+    check_config(config)
+    settings = config.distill
+    init_key, loop_key = keys(config)
+    if settings.method in CORESETS:
+        images = select_set(config, init_key, real)
+    else:
+        method, sharded, state = start(config, real, num_devices)
+        for iteration in range(settings.iterations):
+            state, _ = method.iteration(state, jax.random.fold_in(loop_key, iteration), sharded)
+        images = sharded.shards.merge(state.synthetic)
+    return SyntheticSet(images, real.class_names, real.mean, real.std, settings.method)

@@ -1,0 +1,192 @@
+"""One distillation run, top to bottom: check, load, distill (resumable), evaluate, account.
+
+The workdir gets config.json, the set (synthetic.npz + labels.json, rewritten at every
+checkpoint), distill_state.npz (resume), grids/ (the set as a picture at every checkpoint: its
+evolution), results.json (the protocol's accuracies by iteration and network, the set's bytes,
+the time and energy of distilling and of one evaluation run), efficiency.json and TensorBoard
+events (loss, images, accuracies).
+"""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import ml_collections
+import numpy as np
+from PIL import Image
+
+from bird_jax import console, efficiency
+from bird_jax.data.sources import load_splits
+from bird_jax.distill import methods, protocol
+from bird_jax.distill.defaults import CORESETS
+from bird_jax.distill.real import (
+    RealData,
+    check_images_per_class,
+    denormalise,
+    load_real,
+    split_counts,
+)
+from bird_jax.distill.state_file import restore_state, save_state
+from bird_jax.distill.synthetic import SyntheticSet, save_synthetic
+from bird_jax.figures import image_grid
+from bird_jax.signals import Stopped, StopRequest
+from bird_jax.workdir import Workdir, read_json
+from bird_jax.writers import create_writer
+
+RESULTS_FILE = "results.json"
+
+
+def grid_image(synthetic: SyntheticSet) -> np.ndarray:
+    """The set as one uint8 picture: a row per class, its images side by side."""
+    images = denormalise(synthetic.images, synthetic.mean, synthetic.std)
+    return image_grid(images.reshape(-1, *images.shape[2:]), ncols=synthetic.ipc)
+
+
+class _Run:
+    """The state one run shares between its phases."""
+
+    def __init__(self, config, workdir: Workdir, real: RealData, test, accounting, writer):
+        self.config, self.workdir, self.real, self.test = config, workdir, real, test
+        self.accounting, self.writer = accounting, writer
+        self.results = read_json(workdir.path / RESULTS_FILE) or {"evaluations": []}
+
+    def synthetic_set(self, images: np.ndarray) -> SyntheticSet:
+        real, method = self.real, self.config.distill.method
+        return SyntheticSet(images, real.class_names, real.mean, real.std, method)
+
+    def keep(self, iteration: int, images: np.ndarray) -> SyntheticSet:
+        """Writes the set, its grid (PNG and TensorBoard) as of `iteration`."""
+        synthetic = self.synthetic_set(images)
+        save_synthetic(synthetic, self.workdir.path)
+        grid = grid_image(synthetic)
+        grids = self.workdir.path / "grids"
+        grids.mkdir(exist_ok=True)
+        Image.fromarray(grid).save(grids / f"iteration_{iteration:06d}.png")
+        Image.fromarray(grid).save(self.workdir.path / "synthetic.png")
+        self.writer.write_images(iteration, {"synthetic": grid[None]})
+        return synthetic
+
+    def evaluate(self, iteration: int, synthetic: SyntheticSet, model_names) -> None:
+        images, labels = synthetic.flat()
+        clock = self.accounting.clock
+        for name in model_names:
+            kwh_before = self.accounting.kwh_so_far()
+            with clock.phase("eval"):
+                result = protocol.evaluate_set(
+                    self.config, images, labels, self.test, name, seed=self.config.seed
+                )
+            result["kwh_per_run"] = (self.accounting.kwh_so_far() - kwh_before) / result["runs"]
+            result["iteration"] = iteration
+            self.results["evaluations"].append(result)
+            self.writer.write_scalars(iteration, {f"eval/{name}/accuracy": result["mean"]})
+            console.say(
+                f"iteration {iteration}: {name} trained on the set, tested on "
+                f"{self.config.data.eval_split}: {result['mean']:.2%} +- {result['std']:.2%} "
+                f"over {result['runs']} runs ({result['seconds_per_run']:.0f} s per run)"
+            )
+            self.write_results()
+
+    def write_results(self) -> None:
+        path = self.workdir.path / RESULTS_FILE
+        partial = path.with_suffix(".partial")
+        partial.write_text(json.dumps(self.results, indent=1))
+        partial.replace(path)
+
+
+def _loop(run: _Run, stop: StopRequest | None) -> np.ndarray:
+    """The iterations of DC/DSA/DM from the last checkpoint; the final images [C, ipc, ...]."""
+    config, settings, workdir = run.config, run.config.distill, run.workdir
+    method, sharded, state = methods.start(config, run.real)
+    restored = restore_state(workdir.path, state, sharded.shards)
+    start = 0
+    if restored:
+        start, state = restored
+        console.say(f"Resuming from iteration {start} ({workdir.path / 'distill_state.npz'}).")
+    loop_key = methods.keys(config)[1]
+    accounting, clock = run.accounting, run.accounting.clock
+    if start == 0:
+        run.keep(0, sharded.shards.merge(state.synthetic))
+        flops = method.flops_per_iteration(state, loop_key, sharded)
+        run.results["flops_per_iteration"] = flops
+    progress = console.Progress(start, settings.iterations)
+    eval_at = set(settings.eval_at) - {settings.iterations}
+    for iteration in range(start, settings.iterations):
+        with clock.phase("compile" if iteration == start else "train"):
+            key = jax.random.fold_in(loop_key, iteration)
+            state, metrics = method.iteration(state, key, sharded)
+            clock.step_done(metrics["loss"])
+        done = iteration + 1
+        if iteration == start:
+            progress.started(done)
+        if done % settings.log_every == 0 or done == settings.iterations:
+            loss = float(metrics["loss"])
+            console.say(progress.line(done, {"loss": loss}))
+            run.writer.write_scalars(done, {"distill/loss": loss})
+        stopping = stop is not None and stop.requested
+        if done % settings.checkpoint_every == 0 or done in eval_at or stopping:
+            with clock.phase("checkpoint"):
+                save_state(workdir.path, done, state, sharded.shards)
+                images = sharded.shards.merge(state.synthetic)
+                synthetic = run.keep(done, images)
+                accounting.record(done)
+        if done in eval_at:
+            run.evaluate(done, synthetic, config.evaluation.models[:1])
+            clock.restart_steps()
+        if stopping:
+            raise Stopped(stop.signum, done)
+    if settings.iterations > start:
+        save_state(workdir.path, settings.iterations, state, sharded.shards)
+    return sharded.shards.merge(state.synthetic)
+
+
+def distill_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: Workdir, stop: StopRequest | None = None
+) -> dict:
+    """Distils config.data's train split per config.distill into `workdir`, then evaluates the
+    set with every network of evaluation.models on data.eval_split. Returns results.json."""
+    methods.check_config(config)
+    for name in config.evaluation.models:
+        protocol.eval_model(name, config, 2)  # an unknown name fails here, not after hours
+    info = load_splits(config.data)
+    data = config.data
+    counts = split_counts(info, data.train_split)
+    check_images_per_class(counts, info.class_names, config.distill.ipc)
+    workdir.create()
+    workdir.write_config(config)
+    console.say(f"Loading {data.train_split} and {data.eval_split} of {info.num_classes} classes.")
+    real = load_real(data, data.train_split, info)
+    test = load_real(data, data.eval_split, info).flat()
+    num_classes, settings = real.num_classes, config.distill
+    batch = min(settings.batch_real, int(real.counts.min()))
+    accounting = efficiency.RunAccounting(
+        config, images_per_step=num_classes * batch, workdir=workdir, start_step=0
+    )
+    writer = create_writer(str(workdir))
+    run = _Run(config, workdir, real, test, accounting, writer)
+    console.say(
+        f"{settings.method} at {settings.ipc} images per class: {num_classes} classes, "
+        f"{int(real.counts.sum())} real images at {real.image_shape[0]} px, "
+        f"{jax.local_device_count()} device(s) -> {workdir}"
+    )
+    if settings.method in CORESETS:
+        images = methods.select_set(config, methods.keys(config)[0], real)
+        iterations = 0
+    else:
+        images = _loop(run, stop)
+        iterations = settings.iterations
+    synthetic = run.keep(iterations, images)
+    summary = accounting.record(iterations)
+    run.results.update(
+        method=settings.method,
+        ipc=settings.ipc,
+        iterations=iterations,
+        storage_bytes=int(np.prod(synthetic.images.shape)),  # as uint8 pixels
+        distill_seconds=summary["time"]["wall_s"],
+        distill_kwh=summary["energy"]["kwh"],
+    )
+    run.evaluate(iterations, synthetic, config.evaluation.models)
+    summary = accounting.finish(iterations)
+    console.say(efficiency.format_summary(summary))
+    writer.flush()
+    return run.results
