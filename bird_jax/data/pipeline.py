@@ -227,8 +227,13 @@ def _eval_host_batches(source, data_config, batch_size: int) -> Iterator[dict[st
     start, stop = _process_range(len(source))
     if start == stop:
         return iter(())
-    shard = grain.MapDataset.source(source)[start:stop]
-    loader = grain.DataLoader(
+    return iter(eval_loader(grain.MapDataset.source(source)[start:stop], data_config, batch_size))
+
+
+def eval_loader(shard, data_config, batch_size: int) -> grain.DataLoader:
+    """Every record of `shard` once, in order, through data.eval_pipeline, in batches of
+    `batch_size` (the last one may be partial)."""
+    return grain.DataLoader(
         data_source=shard,
         sampler=grain.samplers.IndexSampler(num_records=len(shard), num_epochs=1),
         operations=[
@@ -239,7 +244,6 @@ def _eval_host_batches(source, data_config, batch_size: int) -> Iterator[dict[st
         read_options=read_options(data_config),
         shard_options=grain.sharding.NoSharding(),
     )
-    return iter(loader)
 
 
 def eval_batches(

@@ -79,5 +79,10 @@ def gradient_matching_loss(
         real_grads = jax.lax.stop_gradient(class_grads(real_batch, class_id))
         return gradient_distance(real_grads, class_grads(synthetic_batch, class_id))
 
-    distances = jax.vmap(class_distance)(class_ids, real_batches, synthetic_batches)
-    return jnp.sum(weights * distances)
+    # A loop, not vmap: per-class parameter gradients under vmap become grouped convolutions,
+    # which XLA:CPU runs 4x slower than the whole DSA iteration of the official code.
+    distances = [
+        class_distance(class_ids[c], real_batches[c], synthetic_batches[c])
+        for c in range(real_batches.shape[0])
+    ]
+    return jnp.sum(weights * jnp.stack(distances))

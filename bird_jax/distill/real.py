@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 
-import grain
 import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
 from bird_jax.data.info import DatasetInfo
-from bird_jax.data.pipeline import read_options
+from bird_jax.data.pipeline import eval_loader
 from bird_jax.data.sources import load_splits
-from bird_jax.data.transforms import eval_transforms
 
 _DECODE_BATCH = 512
 
@@ -70,18 +68,7 @@ def split_counts(info: DatasetInfo, split: str) -> np.ndarray:
 
 def _decode(info: DatasetInfo, data_config, split: str) -> tuple[np.ndarray, np.ndarray]:
     """uint8 images [N, S, S, 3] and labels of `split` through data.eval_pipeline."""
-    source = info.source(split)
-    loader = grain.DataLoader(
-        data_source=source,
-        sampler=grain.samplers.IndexSampler(num_records=len(source), num_epochs=1),
-        operations=[
-            *eval_transforms(data_config),
-            grain.transforms.Batch(_DECODE_BATCH, drop_remainder=False),
-        ],
-        read_options=read_options(data_config),
-        shard_options=grain.sharding.NoSharding(),
-    )
-    batches = list(loader)
+    batches = list(eval_loader(info.source(split), data_config, _DECODE_BATCH))
     return (
         np.concatenate([batch["image"] for batch in batches]),
         np.concatenate([batch["label"] for batch in batches]),

@@ -1,0 +1,112 @@
+"""bird_jax's DC/DSA/DM and evaluation protocol beside the official PyTorch code, one command.
+
+  protocol  the same distilled set (a bird_jax distill workdir, or `distill_reference.py
+            make-random` output) evaluated by our protocol and by the official `evaluate_synset`
+            (fresh ConvNet-3, 1,000 epochs with DSA), `--runs` seeds each: mean +- std.
+  speed     iterations/s of our DM/DSA/DC and of the official loop (`distill_reference.py
+            speed`) at the same IPC and real batch, on the same machine, one after the other.
+
+  PYTHONPATH=. python benchmarks/distill_cifar10.py protocol --synset=/tmp/random10 --runs=3 \
+      --torch_python=/tmp/benchvenv/bin/python --reference_repo=/tmp/DatasetCondensation
+  PYTHONPATH=. python benchmarks/distill_cifar10.py speed --method=dm --ipc=10 --iterations=10 ...
+
+Data: a CIFAR-10 JPEG folder (`--data`, `<data>/{train,test}/<class>/*.jpg`), read by bird_jax's
+folder source on our side and decoded by the harness on the reference side (both with PIL).
+One JSON line per result on stdout, with the machine and versions.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+from absl import app, flags
+from machine import cpu_model, load_average, summary, usable_cores  # benchmarks/machine.py
+
+from bird_jax.distill import methods, protocol
+from bird_jax.distill.defaults import get_config
+from bird_jax.distill.real import load_real
+from bird_jax.distill.synthetic import check_matches, load_synthetic
+
+flags.DEFINE_enum("command", None, ["protocol", "speed"], "What to measure.")
+flags.DEFINE_string("data", "/tmp/cifar10-jpeg", "CIFAR-10 JPEG folder.")
+flags.DEFINE_string("synset", None, "protocol: the set's directory (synthetic.npz, labels.json).")
+flags.DEFINE_integer("runs", 3, "protocol: networks per side (seeds 0..runs-1).")
+flags.DEFINE_integer("epochs", 1000, "protocol: training epochs (the official loop runs one more).")
+flags.DEFINE_enum("method", "dm", ["dm", "dsa", "dc"], "speed: the method.")
+flags.DEFINE_integer("ipc", 10, "speed: images per class.")
+flags.DEFINE_integer("iterations", 10, "speed: timed iterations per side, after one warm-up.")
+flags.DEFINE_string("torch_python", "/tmp/benchvenv/bin/python", "Python of the reference side.")
+flags.DEFINE_string("reference_repo", "/tmp/DatasetCondensation", "Official code checkout.")
+FLAGS = flags.FLAGS
+
+
+def emit(record: dict) -> None:
+    machine = {"cpu": cpu_model(), "cores": usable_cores(), "load_average": load_average()}
+    print(json.dumps({**record, "machine": machine, "jax": jax.__version__}), flush=True)
+
+
+def cifar_config(method: str, ipc: int):
+    config = get_config(method, f"cifar10_ipc{ipc}")
+    config.data.source, config.data.root = "folder", FLAGS.data
+    return config
+
+
+def reference(*args: str) -> list[dict]:
+    """The reference harness's JSON lines for `distill_reference.py <args>`."""
+    script = Path(__file__).with_name("distill_reference.py")
+    command = [FLAGS.torch_python, str(script), *args, f"--data={FLAGS.data}",
+               f"--reference_repo={FLAGS.reference_repo}"]  # fmt: skip
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+
+
+def measure_protocol() -> None:
+    config = cifar_config("random", 10)
+    config.evaluation.runs, config.evaluation.epochs = FLAGS.runs, FLAGS.epochs
+    synthetic = load_synthetic(FLAGS.synset)
+    test = load_real(config.data, "test")
+    check_matches(synthetic, test.class_names, config.data.mean, config.data.std)
+    ours = protocol.evaluate_set(config, *synthetic.flat(), test.flat(), "convnet")
+    emit({"side": "bird_jax", "synset": FLAGS.synset, **ours})
+    for record in reference("evaluate", f"--synset={FLAGS.synset}", f"--runs={FLAGS.runs}",
+                            f"--epochs={FLAGS.epochs}"):  # fmt: skip
+        emit({"side": "official", **record})
+
+
+def measure_speed() -> None:
+    config = cifar_config(FLAGS.method, FLAGS.ipc)
+    real = load_real(config.data, "train")
+    method, sharded, state = methods.start(config, real)
+    key = methods.keys(config)[1]
+    seconds = []
+    for iteration in range(FLAGS.iterations + 1):
+        start = time.perf_counter()
+        state, metrics = method.iteration(state, jax.random.fold_in(key, iteration), sharded)
+        jax.block_until_ready(metrics["loss"])
+        seconds.append(time.perf_counter() - start)
+    ours = {"side": "bird_jax", "method": FLAGS.method, "ipc": FLAGS.ipc,
+            "seconds_per_iteration": summary(seconds[1:]),
+            "iterations_per_s": round(1 / float(np.median(seconds[1:])), 4),
+            "devices": jax.local_device_count()}  # fmt: skip
+    emit(ours)
+    for record in reference("speed", f"--method={FLAGS.method}", f"--ipc={FLAGS.ipc}",
+                            f"--iterations={FLAGS.iterations}"):  # fmt: skip
+        emit({"side": "official", **record})
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    if FLAGS.command == "protocol":
+        measure_protocol()
+    else:
+        measure_speed()
+
+
+if __name__ == "__main__":
+    flags.mark_flag_as_required("command")
+    app.run(main)
