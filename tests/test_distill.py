@@ -235,6 +235,8 @@ def test_command_writes_the_set_its_pictures_and_results_and_resumes_exactly(tmp
     assert results["iterations"] == 4 and results["storage_bytes"] == 10 * 2 * 16 * 16 * 3
     assert results["evaluations"][-1]["model"] == "convnet"
     assert 0 <= results["evaluations"][-1]["mean"] <= 1 and results["distill_kwh"] > 0
+    flops = workdir.read_efficiency()["flops"]["per_step"]
+    assert flops == pytest.approx(results["flops_per_iteration"]) and flops > 0
     # Stopped after 2 iterations, then resumed to 4: the same set as the uninterrupted run.
     _run(tmp_path, "resumed", iterations=2)
     _, resumed = _run(tmp_path, "resumed", iterations=4)

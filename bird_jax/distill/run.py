@@ -29,6 +29,7 @@ from bird_jax.distill.real import (
 )
 from bird_jax.distill.state_file import restore_state, save_state
 from bird_jax.distill.synthetic import SyntheticSet, save_synthetic
+from bird_jax.efficiency import flops
 from bird_jax.figures import image_grid
 from bird_jax.signals import Stopped, StopRequest
 from bird_jax.workdir import Workdir, read_json
@@ -107,8 +108,11 @@ def _loop(run: _Run, stop: StopRequest | None) -> np.ndarray:
     accounting, clock = run.accounting, run.accounting.clock
     if start == 0:
         run.keep(0, sharded.shards.merge(state.synthetic))
-        flops = method.flops_per_iteration(state, loop_key, sharded)
-        run.results["flops_per_iteration"] = flops
+        total = method.flops_per_iteration(state, loop_key, sharded)
+        run.results["flops_per_iteration"] = total
+        if total:  # efficiency.json's FLOPs and MFU count one iteration as one step
+            devices = jax.local_device_count()
+            accounting.step_cost = flops.StepCost(total / devices, devices)
     progress = console.Progress(start, settings.iterations)
     eval_at = set(settings.eval_at) - {settings.iterations}
     for iteration in range(start, settings.iterations):
