@@ -39,9 +39,11 @@ RESULTS_FILE = "results.json"
 
 
 def grid_image(synthetic: SyntheticSet) -> np.ndarray:
-    """The set as one uint8 picture: a row per class, its images side by side."""
+    """The set as one uint8 picture, class by class, each class's images side by side (several
+    classes a row when a class has fewer than 10 images)."""
     images = denormalise(synthetic.images, synthetic.mean, synthetic.std)
-    return image_grid(images.reshape(-1, *images.shape[2:]), ncols=synthetic.ipc)
+    ncols = synthetic.ipc * max(1, 10 // synthetic.ipc)
+    return image_grid(images.reshape(-1, *images.shape[2:]), ncols=ncols)
 
 
 class _Run:
