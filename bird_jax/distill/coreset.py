@@ -9,6 +9,9 @@ real images for `embedding_epochs` epochs (SGD, the evaluation protocol's optimi
 
 from __future__ import annotations
 
+import functools
+
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -45,14 +48,21 @@ def k_center(features: np.ndarray, k: int, first: int) -> np.ndarray:
     return np.asarray(chosen)
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _embed(model: nn.Module, params, batch_stats, images) -> jax.Array:
+    return model.apply(nets.model_variables(params, batch_stats), images, method="embed")
+
+
 def embed_all(trainer: nets.NetTrainer, state: nets.NetState, images, batch: int = 500):
-    """Embeddings [N, F] of images [N, H, W, 3] in eval mode."""
-    variables = {"params": state.params}
-    if state.batch_stats:
-        variables["batch_stats"] = state.batch_stats
-    embed = jax.jit(lambda x: trainer.model.apply(variables, x, method="embed"))
+    """Embeddings [N, F] of images [N, H, W, 3] in eval mode (compiled once per batch shape,
+    not once per call: select() calls it for every class)."""
     return np.concatenate(
-        [np.asarray(embed(images[i : i + batch])) for i in range(0, len(images), batch)]
+        [
+            np.asarray(
+                _embed(trainer.model, state.params, state.batch_stats, images[i : i + batch])
+            )
+            for i in range(0, len(images), batch)
+        ]
     )
 
 

@@ -15,12 +15,12 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import numpy as np
-import optax
 
 from bird_jax.distill import nets
-from bird_jax.distill.iterative import DistillState, ShardedReal, image_optimizer
+from bird_jax.distill.iterative import DistillState, MatchingMethod, ShardedReal, image_step
 from bird_jax.distill.matching import gradient_matching_loss, siamese_pairs
 from bird_jax.distill.shards import AXIS
+from bird_jax.distill.synthetic import flatten_classes
 from bird_jax.efficiency import flops
 
 # The papers' (outer_loop, inner_loop) for 1, 10 and 50 images per class.
@@ -32,7 +32,7 @@ def default_loops(ipc: int) -> tuple[int, int]:
     return next((LOOPS[k] for k in sorted(LOOPS) if ipc <= k), LOOPS[50])
 
 
-class GradientMatching:
+class GradientMatching(MatchingMethod):
     """One DC (strategy 'none') or DSA iteration per call."""
 
     def __init__(
@@ -40,19 +40,15 @@ class GradientMatching:
         model: nn.Module,
         image_shape: tuple[int, ...],
         *,
-        batch_real: int,
-        strategy: str,
-        learning_rate: float,
         outer_loop: int,
         inner_loop: int,
         lr_net: float,
         batch_train: int,
+        **matching,
     ):
-        self.model, self.image_shape = model, image_shape
-        self.batch_real, self.strategy = batch_real, strategy
+        super().__init__(model, image_shape, **matching)
         self.outer_loop, self.inner_loop, self.batch_train = outer_loop, inner_loop, batch_train
-        self.optimizer = image_optimizer(learning_rate)
-        self.trainer = nets.NetTrainer(model, nets.sgd(lr_net), strategy)
+        self.trainer = nets.NetTrainer(model, nets.sgd(lr_net), self.strategy)
         self.match = jax.pmap(self._match, axis_name=AXIS, in_axes=(None, 0, 0, None, 0, 0, 0, 0))
 
     def _match(self, params, synthetic, opt_state, key, real, counts, class_ids, weights):
@@ -64,18 +60,13 @@ class GradientMatching:
                 self.model, params, real_batches, synthetic_batches, class_ids, weights
             )
 
-        loss, grads = jax.value_and_grad(loss_fn)(synthetic)
-        updates, opt_state = self.optimizer.update(grads, opt_state, synthetic)
-        return optax.apply_updates(synthetic, updates), opt_state, jax.lax.psum(loss, AXIS)
+        return image_step(self.optimizer, loss_fn, synthetic, opt_state)
 
     def _match_args(self, params, state: DistillState, key, real: ShardedReal) -> tuple:
-        return (params, state.synthetic, state.opt_state, key, real.images, real.counts,
-                real.class_ids, real.weights)  # fmt: skip
+        return (params, state.synthetic, state.opt_state, key, *real.arrays())
 
     def _flat_set(self, state: DistillState, real: ShardedReal) -> tuple[np.ndarray, np.ndarray]:
-        synthetic = real.shards.merge(state.synthetic)
-        labels = np.repeat(np.arange(len(synthetic), dtype=np.int32), synthetic.shape[1])
-        return synthetic.reshape(-1, *synthetic.shape[2:]), labels
+        return flatten_classes(real.shards.merge(state.synthetic))
 
     def iteration(
         self, state: DistillState, key: jax.Array, real: ShardedReal

@@ -9,31 +9,25 @@ between the mean embeddings.
 
 from __future__ import annotations
 
-import flax.linen as nn
 import jax
-import optax
 
-from bird_jax.distill.iterative import DistillState, ShardedReal, fresh_params, image_optimizer
+from bird_jax.distill.iterative import (
+    DistillState,
+    MatchingMethod,
+    ShardedReal,
+    fresh_params,
+    image_step,
+)
 from bird_jax.distill.matching import mean_embedding_loss, siamese_pairs
 from bird_jax.distill.shards import AXIS
 from bird_jax.efficiency import flops
 
 
-class DistributionMatching:
+class DistributionMatching(MatchingMethod):
     """One DM iteration per call, the classes split over the local devices."""
 
-    def __init__(
-        self,
-        model: nn.Module,
-        image_shape: tuple[int, ...],
-        *,
-        batch_real: int,
-        strategy: str,
-        learning_rate: float,
-    ):
-        self.model, self.image_shape = model, image_shape
-        self.batch_real, self.strategy = batch_real, strategy
-        self.optimizer = image_optimizer(learning_rate)
+    def __init__(self, *args, **kwargs):  # MatchingMethod's arguments
+        super().__init__(*args, **kwargs)
         self.step = jax.pmap(self._step, axis_name=AXIS, in_axes=(0, 0, None, 0, 0, 0, 0))
 
     def _step(self, synthetic, opt_state, key, real, counts, class_ids, weights):
@@ -46,13 +40,10 @@ class DistributionMatching:
             )
             return mean_embedding_loss(self.model, params, real_batches, synthetic_batches, weights)
 
-        loss, grads = jax.value_and_grad(loss_fn)(synthetic)
-        updates, opt_state = self.optimizer.update(grads, opt_state, synthetic)
-        return optax.apply_updates(synthetic, updates), opt_state, jax.lax.psum(loss, AXIS)
+        return image_step(self.optimizer, loss_fn, synthetic, opt_state)
 
     def step_args(self, state: DistillState, key: jax.Array, real: ShardedReal) -> tuple:
-        return (state.synthetic, state.opt_state, key, real.images, real.counts, real.class_ids,
-                real.weights)  # fmt: skip
+        return (state.synthetic, state.opt_state, key, *real.arrays())
 
     def iteration(
         self, state: DistillState, key: jax.Array, real: ShardedReal

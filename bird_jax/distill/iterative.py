@@ -47,10 +47,40 @@ class ShardedReal:
             shards.weights(),
         )
 
+    def arrays(self) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+        """(images, counts, class_ids, weights): what every pmapped matching step takes."""
+        return self.images, self.counts, self.class_ids, self.weights
+
+
+class MatchingMethod:
+    """What DM and DC/DSA are built from: the network they match with, the real batch per
+    class, the Siamese DSA strategy and the optimiser of the synthetic images."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        image_shape: tuple[int, ...],
+        *,
+        batch_real: int,
+        strategy: str,
+        learning_rate: float,
+    ):
+        self.model, self.image_shape = model, image_shape
+        self.batch_real, self.strategy = batch_real, strategy
+        self.optimizer = image_optimizer(learning_rate)
+
 
 def image_optimizer(learning_rate: float) -> optax.GradientTransformation:
     """SGD with momentum 0.5 on the synthetic images, as DC, DSA and DM."""
     return optax.sgd(learning_rate, momentum=0.5)
+
+
+def image_step(optimizer: optax.GradientTransformation, loss_fn, synthetic, opt_state):
+    """One optimiser step on this device's synthetic images against `loss_fn(synthetic)`;
+    returns the new images, the optimiser state and the loss summed over the devices."""
+    loss, grads = jax.value_and_grad(loss_fn)(synthetic)
+    updates, opt_state = optimizer.update(grads, opt_state, synthetic)
+    return optax.apply_updates(synthetic, updates), opt_state, jax.lax.psum(loss, AXIS)
 
 
 def init_state(

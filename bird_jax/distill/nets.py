@@ -29,13 +29,18 @@ class NetState(NamedTuple):
     opt_state: Any
 
 
+def model_variables(params, batch_stats) -> dict:
+    """flax variables: the parameters, plus the BatchNorm statistics where the model has any."""
+    return {"params": params, **({"batch_stats": batch_stats} if batch_stats else {})}
+
+
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
 
 def apply_train(model: nn.Module, params, batch_stats, images, key) -> tuple[jax.Array, Any]:
     """Train-mode logits and the updated BatchNorm statistics (if the model has any)."""
-    variables = {"params": params, **({"batch_stats": batch_stats} if batch_stats else {})}
+    variables = model_variables(params, batch_stats)
     logits, updates = model.apply(
         variables, images, train=True, rngs={"dropout": key}, mutable=["batch_stats"]
     )
@@ -111,7 +116,7 @@ class NetTrainer:
 
 @functools.partial(jax.jit, static_argnums=0)
 def _predict(model: nn.Module, params, batch_stats, images) -> jax.Array:
-    variables = {"params": params, **({"batch_stats": batch_stats} if batch_stats else {})}
+    variables = model_variables(params, batch_stats)
     return jnp.argmax(model.apply(variables, images), axis=-1)
 
 

@@ -99,14 +99,18 @@ def by_class(
     return stacked, counts
 
 
+def load_images(data_config, split: str, info: DatasetInfo) -> tuple[np.ndarray, np.ndarray]:
+    """Split `split` of `info`, decoded and normalised: images [N, S, S, 3] and labels [N], in
+    the source's order (what evaluation reads)."""
+    uint8_images, labels = _decode(info, data_config, split)
+    logging.info("Loaded %d %s images of %d classes.", len(labels), split, info.num_classes)
+    return normalise(uint8_images, data_config.mean, data_config.std), labels
+
+
 def load_real(data_config, split: str, info: DatasetInfo | None = None) -> RealData:
     """Split `split` of config.data, decoded, normalised and stacked by class."""
     info = info or load_splits(data_config)
-    uint8_images, labels = _decode(info, data_config, split)
-    logging.info("Loaded %d %s images of %d classes.", len(labels), split, info.num_classes)
-    images, counts = by_class(
-        normalise(uint8_images, data_config.mean, data_config.std), labels, info.num_classes
-    )
+    images, counts = by_class(*load_images(data_config, split, info), info.num_classes)
     return RealData(
         images, counts, list(info.class_names), tuple(data_config.mean), tuple(data_config.std)
     )

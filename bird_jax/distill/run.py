@@ -24,6 +24,7 @@ from bird_jax.distill.real import (
     RealData,
     check_images_per_class,
     denormalise,
+    load_images,
     load_real,
     split_counts,
 )
@@ -97,8 +98,9 @@ class _Run:
         partial.replace(path)
 
 
-def _loop(run: _Run, stop: StopRequest | None) -> np.ndarray:
-    """The iterations of DC/DSA/DM from the last checkpoint; the final images [C, ipc, ...]."""
+def _loop(run: _Run, stop: StopRequest | None) -> SyntheticSet:
+    """The iterations of DC/DSA/DM from the last checkpoint; the final set, kept (its state,
+    files and grid written by the last iteration's checkpoint)."""
     config, settings, workdir = run.config, run.config.distill, run.workdir
     method, sharded, state = methods.start(config, run.real)
     restored = restore_state(workdir.path, state, sharded.shards)
@@ -106,6 +108,8 @@ def _loop(run: _Run, stop: StopRequest | None) -> np.ndarray:
     if restored:
         start, state = restored
         console.say(f"Resuming from iteration {start} ({workdir.path / 'distill_state.npz'}).")
+    if start == settings.iterations:  # nothing left to run
+        return run.keep(start, sharded.shards.merge(state.synthetic))
     loop_key = methods.keys(config)[1]
     accounting, clock = run.accounting, run.accounting.clock
     if start == 0:
@@ -130,7 +134,8 @@ def _loop(run: _Run, stop: StopRequest | None) -> np.ndarray:
             console.say(progress.line(done, {"loss": loss}))
             run.writer.write_scalars(done, {"distill/loss": loss})
         stopping = stop is not None and stop.requested
-        if done % settings.checkpoint_every == 0 or done in eval_at or stopping:
+        last = done == settings.iterations
+        if last or done % settings.checkpoint_every == 0 or done in eval_at or stopping:
             with clock.phase("checkpoint"):
                 save_state(workdir.path, done, state, sharded.shards)
                 images = sharded.shards.merge(state.synthetic)
@@ -141,9 +146,7 @@ def _loop(run: _Run, stop: StopRequest | None) -> np.ndarray:
             clock.restart_steps()
         if stopping:
             raise Stopped(stop.signum, done)
-    if settings.iterations > start:
-        save_state(workdir.path, settings.iterations, state, sharded.shards)
-    return sharded.shards.merge(state.synthetic)
+    return synthetic
 
 
 def distill_and_evaluate(
@@ -162,7 +165,7 @@ def distill_and_evaluate(
     workdir.write_config(config)
     console.say(f"Loading {data.train_split} and {data.eval_split} of {info.num_classes} classes.")
     real = load_real(data, data.train_split, info)
-    test = load_real(data, data.eval_split, info).flat()
+    test = load_images(data, data.eval_split, info)
     num_classes, settings = real.num_classes, config.distill
     batch = min(settings.batch_real, int(real.counts.min()))
     accounting = efficiency.RunAccounting(
@@ -176,12 +179,11 @@ def distill_and_evaluate(
         f"{jax.local_device_count()} device(s) -> {workdir}"
     )
     if settings.method in CORESETS:
-        images = methods.select_set(config, methods.keys(config)[0], real)
+        synthetic = run.keep(0, methods.select_set(config, methods.keys(config)[0], real))
         iterations = 0
     else:
-        images = _loop(run, stop)
+        synthetic = _loop(run, stop)
         iterations = settings.iterations
-    synthetic = run.keep(iterations, images)
     summary = accounting.record(iterations)
     run.results.update(
         method=settings.method,

@@ -24,6 +24,13 @@ LABELS_FILE = "labels.json"
 INITS = ("real", "noise")
 
 
+def flatten_classes(images) -> tuple[np.ndarray, np.ndarray]:
+    """Class-major images [C, n, ...] -> images [C * n, ...] and their labels [C * n]."""
+    images = np.asarray(images)
+    labels = np.repeat(np.arange(images.shape[0], dtype=np.int32), images.shape[1])
+    return images.reshape(-1, *images.shape[2:]), labels
+
+
 @dataclasses.dataclass(frozen=True)
 class SyntheticSet:
     """`images` float32 [C, ipc, H, W, 3] (normalised, class-major) and what they stand for."""
@@ -44,9 +51,7 @@ class SyntheticSet:
 
     def flat(self) -> tuple[np.ndarray, np.ndarray]:
         """Images [C * ipc, H, W, 3] and labels [C * ipc], class by class."""
-        num_classes = self.images.shape[0]
-        labels = np.repeat(np.arange(num_classes, dtype=np.int32), self.ipc)
-        return np.asarray(self.images).reshape(-1, *self.images.shape[2:]), labels
+        return flatten_classes(self.images)
 
     def metadata(self) -> dict:
         return {
