@@ -238,11 +238,16 @@ def test_command_writes_the_set_its_pictures_and_results_and_resumes_exactly(tmp
     flops = workdir.read_efficiency()["flops"]["per_step"]
     assert flops == pytest.approx(results["flops_per_iteration"]) and flops > 0
     # Stopped after 2 iterations, then resumed to 4: the same set as the uninterrupted run.
-    _run(tmp_path, "resumed", iterations=2)
-    _, resumed = _run(tmp_path, "resumed", iterations=4)
+    first, _ = _run(tmp_path, "resumed", iterations=2)
+    second, resumed = _run(tmp_path, "resumed", iterations=4)
     np.testing.assert_array_equal(
         load_synthetic(resumed.path).images, load_synthetic(workdir.path).images
     )
+    # Its cost counts both segments, and FLOPs are known after the resume too.
+    efficiency = resumed.read_efficiency()
+    assert efficiency["total"]["segments"] == 2 and efficiency["total"]["trained_steps"] == 4
+    assert second["distill_kwh"] > first["distill_kwh"]
+    assert efficiency["flops"]["per_step"] == pytest.approx(results["flops_per_iteration"])
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,7 @@ from bird_jax.distill.real import (
     load_real,
     split_counts,
 )
-from bird_jax.distill.state_file import restore_state, save_state
+from bird_jax.distill.state_file import restore_state, save_state, saved_iteration
 from bird_jax.distill.synthetic import SyntheticSet, save_synthetic
 from bird_jax.efficiency import flops
 from bird_jax.figures import image_grid
@@ -114,11 +114,11 @@ def _loop(run: _Run, stop: StopRequest | None) -> SyntheticSet:
     accounting, clock = run.accounting, run.accounting.clock
     if start == 0:
         run.keep(0, sharded.shards.merge(state.synthetic))
-        total = method.flops_per_iteration(state, loop_key, sharded)
-        run.results["flops_per_iteration"] = total
-        if total:  # efficiency.json's FLOPs and MFU count one iteration as one step
-            devices = jax.local_device_count()
-            accounting.step_cost = flops.StepCost(total / devices, devices)
+    total = method.flops_per_iteration(state, loop_key, sharded)
+    run.results["flops_per_iteration"] = total
+    if total:  # efficiency.json's FLOPs and MFU count one iteration as one step
+        devices = jax.local_device_count()
+        accounting.step_cost = flops.StepCost(total / devices, devices)
     progress = console.Progress(start, settings.iterations)
     eval_at = set(settings.eval_at) - {settings.iterations}
     for iteration in range(start, settings.iterations):
@@ -168,8 +168,10 @@ def distill_and_evaluate(
     test = load_images(data, data.eval_split, info)
     num_classes, settings = real.num_classes, config.distill
     batch = min(settings.batch_real, int(real.counts.min()))
+    # A resumed run's efficiency.json keeps the earlier segments and sums them.
+    start = saved_iteration(workdir.path) if settings.method not in CORESETS else 0
     accounting = efficiency.RunAccounting(
-        config, images_per_step=num_classes * batch, workdir=workdir, start_step=0
+        config, images_per_step=num_classes * batch, workdir=workdir, start_step=start
     )
     writer = create_writer(str(workdir))
     run = _Run(config, workdir, real, test, accounting, writer)
@@ -190,8 +192,8 @@ def distill_and_evaluate(
         ipc=settings.ipc,
         iterations=iterations,
         storage_bytes=int(np.prod(synthetic.images.shape)),  # as uint8 pixels
-        distill_seconds=summary["time"]["wall_s"],
-        distill_kwh=summary["energy"]["kwh"],
+        distill_seconds=summary["total"]["wall_s"],  # every segment of a resumed run
+        distill_kwh=summary["total"]["kwh"],
     )
     run.evaluate(iterations, synthetic, config.evaluation.models)
     summary = accounting.finish(iterations)

@@ -31,6 +31,15 @@ def save_state(directory: Path, iteration: int, state: DistillState, shards: Cla
     partial.replace(directory / STATE_FILE)
 
 
+def saved_iteration(directory: Path) -> int:
+    """The iteration the workdir's state file reached (0 when there is none)."""
+    path = directory / STATE_FILE
+    if not path.is_file():
+        return 0
+    with np.load(path, allow_pickle=False) as saved:
+        return int(saved["iteration"])
+
+
 def restore_state(directory: Path, template: DistillState, shards: ClassShards):
     """(iteration, state) from the workdir's state file, or None if there is none.
 
