@@ -3,12 +3,17 @@
   protocol  the same distilled set (a bird_jax distill workdir, or `distill_reference.py
             make-random` output) evaluated by our protocol and by the official `evaluate_synset`
             (fresh ConvNet-3, 1,000 epochs with DSA), `--runs` seeds each: mean +- std.
+            `--uint8`: our side only, the set rounded to the pixels `data.source="distilled"` gives.
   speed     iterations/s of our DM/DSA/DC and of the official loop (`distill_reference.py
             speed`) at the same IPC and real batch, on the same machine, one after the other.
+  parts     seconds of what the iterations are made of, both sides on random inputs: ConvNet-3's
+            forward over 10 x 256 images (DM) and ten per-class parameter gradients on 256
+            images each (the real side of DC/DSA).
 
-  PYTHONPATH=. python benchmarks/distill_cifar10.py protocol --synset=/tmp/random10 --runs=3 \
-      --torch_python=/tmp/benchvenv/bin/python --reference_repo=/tmp/DatasetCondensation
-  PYTHONPATH=. python benchmarks/distill_cifar10.py speed --method=dm --ipc=10 --iterations=10 ...
+  PYTHONPATH=. python benchmarks/distill_cifar10.py --command=protocol --synset=/tmp/random10 \
+      --runs=3 --torch_python=/tmp/benchvenv/bin/python --reference_repo=/tmp/DatasetCondensation
+  PYTHONPATH=. python benchmarks/distill_cifar10.py --command=speed --method=dm --ipc=10 ...
+  PYTHONPATH=. python benchmarks/distill_cifar10.py --command=parts --repeats=5
 
 Data: a CIFAR-10 JPEG folder (`--data`, `<data>/{train,test}/<class>/*.jpg`), read by bird_jax's
 folder source on our side and decoded by the harness on the reference side (both with PIL).
@@ -23,23 +28,30 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 from machine import cpu_model, load_average, summary, usable_cores  # benchmarks/machine.py
 
 from bird_jax.distill import methods, protocol
 from bird_jax.distill.defaults import get_config
-from bird_jax.distill.real import load_real
+from bird_jax.distill.nets import cross_entropy
+from bird_jax.distill.real import denormalise, load_real, normalise
 from bird_jax.distill.synthetic import check_matches, load_synthetic
+from bird_jax.models.registry import create_model
 
-flags.DEFINE_enum("command", None, ["protocol", "speed"], "What to measure.")
+flags.DEFINE_enum("command", None, ["protocol", "speed", "parts"], "What to measure.")
 flags.DEFINE_string("data", "/tmp/cifar10-jpeg", "CIFAR-10 JPEG folder.")
 flags.DEFINE_string("synset", None, "protocol: the set's directory (synthetic.npz, labels.json).")
 flags.DEFINE_integer("runs", 3, "protocol: networks per side (seeds 0..runs-1).")
 flags.DEFINE_integer("epochs", 1000, "protocol: training epochs (the official loop runs one more).")
+flags.DEFINE_bool(
+    "uint8", False, "protocol: our side only, the set rounded to uint8 pixels (source 'distilled')."
+)
 flags.DEFINE_enum("method", "dm", ["dm", "dsa", "dc"], "speed: the method.")
 flags.DEFINE_integer("ipc", 10, "speed: images per class.")
 flags.DEFINE_integer("iterations", 10, "speed: timed iterations per side, after one warm-up.")
+flags.DEFINE_integer("repeats", 5, "parts: timed repeats per part, after one warm-up.")
 flags.DEFINE_string("torch_python", "/tmp/benchvenv/bin/python", "Python of the reference side.")
 flags.DEFINE_string("reference_repo", "/tmp/DatasetCondensation", "Official code checkout.")
 FLAGS = flags.FLAGS
@@ -71,8 +83,14 @@ def measure_protocol() -> None:
     synthetic = load_synthetic(FLAGS.synset)
     test = load_real(config.data, "test")
     check_matches(synthetic, test.class_names, config.data.mean, config.data.std)
-    ours = protocol.evaluate_set(config, *synthetic.flat(), test.flat(), "convnet")
-    emit({"side": "bird_jax", "synset": FLAGS.synset, **ours})
+    images, labels = synthetic.flat()
+    if FLAGS.uint8:  # the pixels `data.source="distilled"` trains on
+        stats = synthetic.mean, synthetic.std
+        images = normalise(denormalise(images, *stats), *stats)
+    ours = protocol.evaluate_set(config, images, labels, test.flat(), "convnet")
+    emit({"side": "bird_jax", "synset": FLAGS.synset, "uint8": FLAGS.uint8, **ours})
+    if FLAGS.uint8:
+        return
     for record in reference("evaluate", f"--synset={FLAGS.synset}", f"--runs={FLAGS.runs}",
                             f"--epochs={FLAGS.epochs}"):  # fmt: skip
         emit({"side": "official", **record})
@@ -99,12 +117,41 @@ def measure_speed() -> None:
         emit({"side": "official", **record})
 
 
+def measure_parts() -> None:
+    classes, batch = 10, 256
+    model = create_model("convnet", num_classes=classes, depth=3)
+    key = jax.random.key(0)
+    images = jax.random.normal(key, (classes, batch, 32, 32, 3))
+    params = model.init(key, images[0, :1])["params"]
+
+    @jax.jit
+    def forward(params, images):
+        return model.apply({"params": params}, images.reshape(-1, 32, 32, 3), method="embed")
+
+    @jax.jit
+    def class_gradients(params, images):  # a loop over classes, as gradient_matching_loss
+        def loss(params, c):
+            logits = model.apply({"params": params}, images[c])
+            return cross_entropy(logits, jnp.full((batch,), c))
+
+        return [jax.grad(loss)(params, c) for c in range(classes)]
+
+    for part, fn in (("forward", forward), ("class_gradients", class_gradients)):
+        jax.block_until_ready(fn(params, images))  # compile
+        seconds = []
+        for _ in range(FLAGS.repeats):
+            start = time.perf_counter()
+            jax.block_until_ready(fn(params, images))
+            seconds.append(time.perf_counter() - start)
+        emit({"side": "bird_jax", "part": part, "images": classes * batch,
+              "seconds": summary(seconds)})  # fmt: skip
+    for record in reference("parts", f"--repeats={FLAGS.repeats}"):
+        emit({"side": "official", **record})
+
+
 def main(argv: list[str]) -> None:
     del argv
-    if FLAGS.command == "protocol":
-        measure_protocol()
-    else:
-        measure_speed()
+    {"protocol": measure_protocol, "speed": measure_speed, "parts": measure_parts}[FLAGS.command]()
 
 
 if __name__ == "__main__":

@@ -12,6 +12,9 @@ torchvision, numpy, pillow and scipy (the official `utils.py` imports it), no JA
   make-random  `--ipc` random real training images per class, picked the official `get_images`
                way, written in that same format, so both sides evaluate the identical set.
   speed        iterations/s of the official distillation loop (one outer iteration `it`).
+  parts        seconds of the two pieces every iteration is made of, on random inputs: the
+               forward pass of the official ConvNet over 10 x 256 images (DM's work), and each
+               class's parameter gradients on its 256 (DC/DSA's real side).
 
 CIFAR-10 comes from a JPEG folder (`<data>/{train,test}/<class>/*.jpg`, classes in sorted folder
 order, files in sorted name order), decoded once and cached as uint8 in `--cache`. Images are
@@ -662,6 +665,37 @@ def speed(args: argparse.Namespace) -> None:
     )
 
 
+def parts(args: argparse.Namespace) -> None:
+    """Seconds of the official ConvNet's forward over 10 x 256 images and of 10 per-class
+    parameter gradients (torch.autograd.grad, as main.py's real side), median of --repeats."""
+    utils = import_reference(args.reference_repo)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    net = utils.get_network("ConvNet", CHANNELS, NUM_CLASSES, IM_SIZE).to(args.device)
+    images = torch.randn(NUM_CLASSES, args.batch_real, CHANNELS, *IM_SIZE, device=args.device)
+    parameters = list(net.parameters())
+
+    def forward() -> None:
+        with torch.no_grad():
+            net.embed(images.reshape(-1, CHANNELS, *IM_SIZE))
+
+    def class_gradients() -> None:
+        for c in range(NUM_CLASSES):
+            labels = torch.full((args.batch_real,), c, device=args.device)
+            loss = nn.functional.cross_entropy(net(images[c]), labels)
+            torch.autograd.grad(loss, parameters)
+
+    for part, fn in (("forward", forward), ("class_gradients", class_gradients)):
+        fn()  # warm-up
+        seconds = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            fn()
+            seconds.append(time.perf_counter() - start)
+        emit({"kind": "parts", "part": part, "images": NUM_CLASSES * args.batch_real,
+              "seconds": stats(seconds), "machine": machine_fields(args)})  # fmt: skip
+
+
 def main() -> None:
     """Parse the subcommand and run it."""
     common = argparse.ArgumentParser(add_help=False)
@@ -704,6 +738,12 @@ def main() -> None:
     p.add_argument("--init", choices=("real", "noise"), default="real")
     p.add_argument("--seed", type=int, default=0, help="numpy/torch seed before the loop")
     p.set_defaults(func=speed)
+
+    p = sub.add_parser("parts", parents=[common], help="seconds of forward / class gradients")
+    p.add_argument("--batch_real", type=int, default=256)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=parts)
 
     args = parser.parse_args()
     args.func(args)

@@ -4,7 +4,9 @@ Only process 0 prints, to stdout. Full detail (every scalar, library logs) stays
 and in the absl log (`--verbosity=0` or higher shows it).
 """
 
+import contextlib
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -43,6 +45,15 @@ class Progress:
         """Marks the end of the compiling first step: rates count from here."""
         self._last_step = self._first_timed_step = step
         self._last_time = self._first_time = self._clock()
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Leaves the time spent inside (an evaluation) out of the next line's steps/s; the ETA
+        keeps it, since such pauses recur."""
+        start = self._clock()
+        yield
+        if self._last_time is not None:
+            self._last_time += self._clock() - start
 
     def line(self, step: int, metrics: dict[str, float]) -> str:
         """The progress line at `step` for the train metrics averaged since the last line."""

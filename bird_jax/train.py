@@ -158,7 +158,8 @@ def train_and_evaluate(
             with clock.phase("checkpoint"):
                 host_state = devices.to_host(state)
         if evaluate_now:
-            results = run_eval(step)
+            with progress.paused():
+                results = run_eval(step)
             accounting.evaluated(step, results["accuracy"])
             if best is None or results["accuracy"] > best[1]:
                 best = (step, results["accuracy"])

@@ -17,7 +17,7 @@ from bird_jax.distill import coreset, methods, nets, protocol
 from bird_jax.distill.defaults import DSA_STRATEGY as DSA
 from bird_jax.distill.matching import gradient_distance, mean_embedding_loss, siamese_pairs
 from bird_jax.distill.real import RealData, by_class, load_real, sample_per_class
-from bird_jax.distill.run import RESULTS_FILE, distill_and_evaluate
+from bird_jax.distill.run import RESULTS_FILE, distill_and_evaluate, grid_image
 from bird_jax.distill.state_file import STATE_FILE
 from bird_jax.distill.synthetic import (
     SyntheticSet,
@@ -178,6 +178,19 @@ def test_a_set_round_trips_through_its_files_and_refuses_what_does_not_match(tmp
         load_synthetic(tmp_path)
     with pytest.raises(FileNotFoundError, match="No synthetic.npz"):
         load_synthetic(tmp_path / "elsewhere")
+
+
+def test_the_sets_picture_rows_classes_and_shows_at_most_ten_images_a_class():
+    def picture(ipc):
+        images = np.zeros((2, ipc, 8, 8, 3), np.float32)
+        images[1] = 1.0  # class 1 brighter than class 0
+        return grid_image(SyntheticSet(images, ["a", "b"], (0.5,) * 3, (0.25,) * 3, "random"))
+
+    one = picture(1)  # both classes' single images side by side in one row (2 px apart)
+    assert one.shape == (8, 2 * 8 + 2, 3)
+    assert one[:, :8].mean() < one[:, 10:].mean()
+    many = picture(500)  # a coreset as large as a class: a row of ten per class
+    assert many.shape == picture(10).shape == (2 * 8 + 2, 10 * 8 + 9 * 2, 3)
 
 
 # ------------------------------------------------------------------ the evaluation protocol

@@ -5,14 +5,7 @@ import numpy as np
 import pytest
 
 from bird_jax.efficiency.timing import RunClock
-
-
-class FakeClock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.fixtures.clock import FakeClock
 
 
 def test_phases_accumulate_and_unknown_phase_is_refused():

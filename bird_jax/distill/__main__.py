@@ -1,8 +1,8 @@
 """Command line: distil a dataset into a few images per class, then evaluate the set.
 
   python -m bird_jax.distill --config=configs/distill/dm.py:cifar10_ipc10 --workdir=runs/dm10
-  python -m bird_jax.distill --config=configs/distill/random.py:birds_ipc1 --workdir=runs/r1 \
-      --config.data.root=/data/cub20
+  python -m bird_jax.distill --config=configs/distill/coreset.py:random_birds_ipc1 \
+      --workdir=runs/r1 --config.data.root=/data/cub20
 
 Running the same command again resumes from the last checkpoint of the synthetic set.
 """

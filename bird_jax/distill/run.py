@@ -37,13 +37,15 @@ from bird_jax.workdir import Workdir, read_json
 from bird_jax.writers import create_writer
 
 RESULTS_FILE = "results.json"
+GRID_IMAGES_PER_CLASS = 10  # a large coreset's picture shows each class's first ten
 
 
 def grid_image(synthetic: SyntheticSet) -> np.ndarray:
-    """The set as one uint8 picture, class by class, each class's images side by side (several
-    classes a row when a class has fewer than 10 images)."""
-    images = denormalise(synthetic.images, synthetic.mean, synthetic.std)
-    ncols = synthetic.ipc * max(1, 10 // synthetic.ipc)
+    """The set as one uint8 picture, class by class, each class's images (at most ten) side by
+    side (several classes a row when a class has fewer than 10 images)."""
+    shown = synthetic.images[:, :GRID_IMAGES_PER_CLASS]
+    images = denormalise(shown, synthetic.mean, synthetic.std)
+    ncols = shown.shape[1] * max(1, GRID_IMAGES_PER_CLASS // shown.shape[1])
     return image_grid(images.reshape(-1, *images.shape[2:]), ncols=ncols)
 
 
@@ -142,7 +144,8 @@ def _loop(run: _Run, stop: StopRequest | None) -> SyntheticSet:
                 synthetic = run.keep(done, images)
                 accounting.record(done)
         if done in eval_at:
-            run.evaluate(done, synthetic, config.evaluation.models[:1])
+            with progress.paused():
+                run.evaluate(done, synthetic, config.evaluation.models[:1])
             clock.restart_steps()
         if stopping:
             raise Stopped(stop.signum, done)
