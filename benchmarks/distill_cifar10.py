@@ -28,14 +28,13 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 from machine import cpu_model, load_average, summary, usable_cores  # benchmarks/machine.py
 
 from bird_jax.distill import methods, protocol
 from bird_jax.distill.defaults import get_config
-from bird_jax.distill.nets import cross_entropy
+from bird_jax.distill.matching import class_gradients
 from bird_jax.distill.real import denormalise, load_real, normalise
 from bird_jax.distill.synthetic import check_matches, load_synthetic
 from bird_jax.models.registry import create_model
@@ -129,14 +128,10 @@ def measure_parts() -> None:
         return model.apply({"params": params}, images.reshape(-1, 32, 32, 3), method="embed")
 
     @jax.jit
-    def class_gradients(params, images):  # a loop over classes, as gradient_matching_loss
-        def loss(params, c):
-            logits = model.apply({"params": params}, images[c])
-            return cross_entropy(logits, jnp.full((batch,), c))
+    def real_side(params, images):  # a loop over classes, as gradient_matching_loss
+        return [class_gradients(model, params, images[c], c) for c in range(classes)]
 
-        return [jax.grad(loss)(params, c) for c in range(classes)]
-
-    for part, fn in (("forward", forward), ("class_gradients", class_gradients)):
+    for part, fn in (("forward", forward), ("class_gradients", real_side)):
         jax.block_until_ready(fn(params, images))  # compile
         seconds = []
         for _ in range(FLAGS.repeats):

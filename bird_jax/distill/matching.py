@@ -65,19 +65,23 @@ def gradient_distance(real_grads, synthetic_grads) -> jax.Array:
     return total
 
 
+def class_gradients(model: nn.Module, params, images, class_id):
+    """The network's parameter gradients of the cross-entropy of `images`, all of `class_id`."""
+    labels = jnp.full((images.shape[0],), class_id)
+    return jax.grad(lambda p: cross_entropy(model.apply({"params": p}, images), labels))(params)
+
+
 def gradient_matching_loss(
     model: nn.Module, params, real_batches, synthetic_batches, class_ids, weights
 ):
     """DC (Zhao et al. 2021): sum over classes of the distance between the network's gradients
     on the class's real batch and on its synthetic images."""
 
-    def class_grads(images, class_id):
-        labels = jnp.full((images.shape[0],), class_id)
-        return jax.grad(lambda p: cross_entropy(model.apply({"params": p}, images), labels))(params)
-
     def class_distance(class_id, real_batch, synthetic_batch):
-        real_grads = jax.lax.stop_gradient(class_grads(real_batch, class_id))
-        return gradient_distance(real_grads, class_grads(synthetic_batch, class_id))
+        real_grads = jax.lax.stop_gradient(class_gradients(model, params, real_batch, class_id))
+        return gradient_distance(
+            real_grads, class_gradients(model, params, synthetic_batch, class_id)
+        )
 
     # A loop, not vmap: per-class parameter gradients under vmap become grouped convolutions,
     # which XLA:CPU runs 4x slower than the whole DSA iteration of the official code.
