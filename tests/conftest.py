@@ -6,7 +6,8 @@ which runs as a user runs it): compiles take about half the time, results are th
 float rounding.
 
 JAX_PLATFORMS defaults to cpu. `benchmarks/device/check.sh` runs the GPU-relevant tests with
-JAX_PLATFORMS=cuda, where the fake-device flag (it only touches the host platform) changes nothing.
+JAX_PLATFORMS=cuda,cpu: the GPU is the default backend there, and the fake-device flag only
+gives the CPU beside it (used for FLOP counts) its eight devices.
 """
 
 import os

@@ -203,7 +203,10 @@ def test_rolled_accumulation_loop_matches_the_unrolled_one():
     unrolled, expected = _run(state, model, tx, schedule, n, unroll_accumulation=True, **kwargs)
     rolled, metrics = _run(state, model, tx, schedule, n, unroll_accumulation=False, **kwargs)
     assert metrics == pytest.approx(expected, rel=1e-6)
-    assert _max_diff(unrolled.batch_stats, rolled.batch_stats) < 1e-6
+    # On a GPU the two programs may each pick another cuDNN convolution algorithm (deterministic
+    # run to run, not from one program to another): BatchNorm means near 0 then differ by up to
+    # 5e-5 (an H200, float32 at 'highest'); on CPU by under 1e-6.
+    assert _max_diff(unrolled.batch_stats, rolled.batch_stats) < 1e-4
     assert _max_diff(unrolled.opt_state, rolled.opt_state) < 1e-6
     # Adam divides near-zero gradient moments: float32 noise there moves a few parameters by a
     # fraction of one step (lr = 1e-2; up to 0.09 seen with JAX 0.10.0), the moments above agree.

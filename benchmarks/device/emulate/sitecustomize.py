@@ -50,9 +50,11 @@ class _HideMissing(importlib.abc.MetaPathFinder):
 
     def find_spec(self, fullname, path=None, target=None):
         parts = fullname.split(".")
+        if parts[0] in _OWN:  # travels with the tree, whatever build metadata lies about here
+            return None
         for module in (parts[0], ".".join(parts[:2])):
             dists = self.owners.get(module)
-            if module in _OWN or not dists or dists & self.allowed:
+            if not dists or dists & self.allowed:
                 continue
             raise ModuleNotFoundError(
                 f"No module named {module!r} on the device image (emulated; from "
