@@ -11,7 +11,9 @@ from bird_jax import config as defaults
 
 ITERATIVE = ("dc", "dsa", "dm")
 CORESETS = ("random", "herding", "kcenter")
-METHODS = ITERATIVE + CORESETS
+REDUCTIONS = ("pca", "pca_class")  # storage-matched PCA of the real images (distill/pca.py)
+ONE_SHOT = CORESETS + REDUCTIONS  # made in one call, no iterations
+METHODS = ITERATIVE + ONE_SHOT
 DSA_STRATEGY = "color_crop_cutout_flip_scale_rotate"
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)  # the papers' code normalises CIFAR-10 with these
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
@@ -36,7 +38,8 @@ def parse_variant(variant: str) -> tuple[str, int]:
 
 
 def get_config(method: str, variant: str = "cifar10_ipc10") -> ml_collections.ConfigDict:
-    """`method` (dc, dsa, dm, random, herding, kcenter) on `variant` = <dataset>_ipc<N>."""
+    """`method` (dc, dsa, dm, random, herding, kcenter, pca, pca_class) on `variant` =
+    <dataset>_ipc<N>."""
     if method not in METHODS:
         raise ValueError(f"Unknown distillation method {method!r}; known: {', '.join(METHODS)}.")
     dataset, ipc = parse_variant(variant)

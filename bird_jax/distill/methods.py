@@ -2,7 +2,8 @@
 
 Iterative methods (DC, DSA, DM) are objects with `iteration(state, key, real)`; `create` builds
 one from config.distill, `check_config` validates the settings before any data is read. The
-coresets select real images in one call (`select_set`).
+coresets select real images in one call (`select_set`); the PCA sets are decoded in one call
+(`pca.reduce`).
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from bird_jax.distill import coreset, dc, dm, dsa, nets
-from bird_jax.distill.defaults import CORESETS, ITERATIVE, METHODS
+from bird_jax.distill import coreset, dc, dm, dsa, nets, pca
+from bird_jax.distill.defaults import CORESETS, ITERATIVE, METHODS, REDUCTIONS
 from bird_jax.distill.iterative import ShardedReal, init_state
 from bird_jax.distill.real import RealData
 from bird_jax.distill.synthetic import INITS, SyntheticSet, initial_images
@@ -35,7 +36,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         raise ValueError(f"distill.init must be one of {INITS}, got {settings.init!r}.")
     dsa.parse_strategy(settings.dsa_strategy)
     dsa.parse_strategy(config.evaluation.dsa_strategy)
-    if config.model_name != "convnet" and settings.method != "random":
+    if config.model_name != "convnet" and settings.method not in ("random", *REDUCTIONS):
         raise ValueError(
             f"distill.method={settings.method!r} embeds with ConvNet: set model_name='convnet' "
             f"(got {config.model_name!r}); other networks evaluate the set (evaluation.models)."
@@ -113,6 +114,8 @@ def distill(
     init_key, loop_key = keys(config)
     if settings.method in CORESETS:
         images = select_set(config, init_key, real)
+    elif settings.method in REDUCTIONS:
+        images = pca.reduce(real, settings.ipc, per_class=settings.method == "pca_class").images
     else:
         method, sharded, state = start(config, real, num_devices)
         for iteration in range(settings.iterations):

@@ -2,9 +2,10 @@
 
 The workdir gets config.json, the set (synthetic.npz + labels.json, rewritten at every
 checkpoint), distill_state.npz (resume), grids/ (the set as a picture at every checkpoint: its
-evolution), results.json (the protocol's accuracies by iteration and network, the set's bytes,
-the time and energy of distilling and of one evaluation run), efficiency.json and TensorBoard
-events (loss, images, accuracies).
+evolution), eigen.png (PCA sets: each fit's mean image and top components), results.json (the
+protocol's accuracies by iteration and network, the set's bytes, the time and energy of
+distilling and of one evaluation run), efficiency.json and TensorBoard events (loss, images,
+accuracies).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from PIL import Image
 
 from bird_jax import console, efficiency
 from bird_jax.data.sources import load_splits
-from bird_jax.distill import methods, protocol
-from bird_jax.distill.defaults import CORESETS
+from bird_jax.distill import methods, pca, protocol
+from bird_jax.distill.defaults import CORESETS, ONE_SHOT, REDUCTIONS
 from bird_jax.distill.real import (
     RealData,
     check_images_per_class,
@@ -92,6 +93,16 @@ class _Run:
                 f"over {result['runs']} runs ({result['seconds_per_run']:.0f} s per run)"
             )
             self.write_results()
+
+    def reduce(self) -> tuple[SyntheticSet, int]:
+        """The PCA set, kept, with its eigen-bird picture, and the values it stores."""
+        settings = self.config.distill
+        reduction = pca.reduce(self.real, settings.ipc, per_class=settings.method == "pca_class")
+        picture = pca.eigen_picture(reduction, self.real)
+        Image.fromarray(picture).save(self.workdir.path / "eigen.png")
+        self.writer.write_images(0, {"eigen": picture[None]})
+        self.results["num_components"] = reduction.num_components
+        return self.keep(0, reduction.images), reduction.stored_values
 
     def write_results(self) -> None:
         path = self.workdir.path / RESULTS_FILE
@@ -172,7 +183,7 @@ def distill_and_evaluate(
     num_classes, settings = real.num_classes, config.distill
     batch = min(settings.batch_real, int(real.counts.min()))
     # A resumed run's efficiency.json keeps the earlier segments and sums them.
-    start = saved_iteration(workdir.path) if settings.method not in CORESETS else 0
+    start = saved_iteration(workdir.path) if settings.method not in ONE_SHOT else 0
     accounting = efficiency.RunAccounting(
         config, images_per_step=num_classes * batch, workdir=workdir, start_step=start
     )
@@ -183,18 +194,20 @@ def distill_and_evaluate(
         f"{int(real.counts.sum())} real images at {real.image_shape[0]} px, "
         f"{jax.local_device_count()} device(s) -> {workdir}"
     )
+    stored = None  # values a PCA set stores; an image set stores its pixels
     if settings.method in CORESETS:
         synthetic = run.keep(0, methods.select_set(config, methods.keys(config)[0], real))
-        iterations = 0
+    elif settings.method in REDUCTIONS:
+        synthetic, stored = run.reduce()
     else:
         synthetic = _loop(run, stop)
-        iterations = settings.iterations
+    iterations = 0 if settings.method in ONE_SHOT else settings.iterations
     summary = accounting.record(iterations)
     run.results.update(
         method=settings.method,
         ipc=settings.ipc,
         iterations=iterations,
-        storage_bytes=int(np.prod(synthetic.images.shape)),  # as uint8 pixels
+        storage_bytes=stored or int(np.prod(synthetic.images.shape)),  # a byte per value
         distill_seconds=summary["total"]["wall_s"],  # every segment of a resumed run
         distill_kwh=summary["total"]["kwh"],
     )
