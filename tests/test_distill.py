@@ -112,13 +112,19 @@ def test_one_step_lowers_the_matching_loss_on_the_same_draw(method):
     config.distill.outer_loop = 1
     real = toy_real(per_class=(8, 8, 8))
     config.distill.batch_real = 8
-    step, sharded, state = methods.start(config, real, num_devices=1)
+    losses, _ = losses_on_one_draw(*methods.start(config, real, num_devices=1))
+    assert losses[2] < losses[1] < losses[0]
+
+
+def losses_on_one_draw(step, sharded, state, iterations: int = 3):
+    """The losses of `iterations` iterations with one key (the same network and real batches
+    each time), and the final state."""
     key = jax.random.key(5)
     losses = []
-    for _ in range(3):  # the same key: the same network and real batches each time
+    for _ in range(iterations):
         state, metrics = step.iteration(state, key, sharded)
         losses.append(float(metrics["loss"]))
-    assert losses[2] < losses[1] < losses[0]
+    return losses, state
 
 
 @pytest.mark.parametrize("method", ["dm", "dsa"])

@@ -9,9 +9,9 @@ import ml_collections
 
 from bird_jax import config as defaults
 
-ITERATIVE = ("dc", "dsa", "dm")
+ITERATIVE = ("dc", "dsa", "dm", "latent_dm")
 CORESETS = ("random", "herding", "kcenter")
-REDUCTIONS = ("pca", "pca_class")  # storage-matched PCA of the real images (distill/pca.py)
+REDUCTIONS = ("pca", "pca_class", "autoencoder")  # storage-matched, decoded (reductions.py)
 ONE_SHOT = CORESETS + REDUCTIONS  # made in one call, no iterations
 METHODS = ITERATIVE + ONE_SHOT
 DSA_STRATEGY = "color_crop_cutout_flip_scale_rotate"
@@ -23,7 +23,7 @@ EVAL_MODELS = ("convnet", "lightweight_cnn", "vgg16_bn", "convnext_atto")
 
 
 def _iterations(method: str) -> int:
-    return {"dm": 20_000, "dc": 1000, "dsa": 1000}.get(method, 0)
+    return {"dm": 20_000, "latent_dm": 20_000, "dc": 1000, "dsa": 1000}.get(method, 0)
 
 
 def parse_variant(variant: str) -> tuple[str, int]:
@@ -38,8 +38,8 @@ def parse_variant(variant: str) -> tuple[str, int]:
 
 
 def get_config(method: str, variant: str = "cifar10_ipc10") -> ml_collections.ConfigDict:
-    """`method` (dc, dsa, dm, random, herding, kcenter, pca, pca_class) on `variant` =
-    <dataset>_ipc<N>."""
+    """`method` (dc, dsa, dm, latent_dm, random, herding, kcenter, pca, pca_class,
+    autoencoder) on `variant` = <dataset>_ipc<N>."""
     if method not in METHODS:
         raise ValueError(f"Unknown distillation method {method!r}; known: {', '.join(METHODS)}.")
     dataset, ipc = parse_variant(variant)
@@ -62,7 +62,7 @@ def get_config(method: str, variant: str = "cifar10_ipc10") -> ml_collections.Co
     config.distill.ipc = ipc
     config.distill.iterations = _iterations(method)
     config.distill.init = "noise" if method == "dc" else "real"
-    config.distill.lr_img = 1.0 if method == "dm" else 0.1
+    config.distill.lr_img = 1.0 if method in ("dm", "latent_dm") else 0.1
     config.distill.batch_real = 256
     config.distill.dsa_strategy = "none" if method == "dc" else DSA_STRATEGY
     config.distill.outer_loop = 0  # DC/DSA; 0: the papers' (1, 10, 50 for IPC 1, 10, 50)
@@ -70,6 +70,9 @@ def get_config(method: str, variant: str = "cifar10_ipc10") -> ml_collections.Co
     config.distill.lr_net = 0.01
     config.distill.batch_train = 256
     config.distill.embedding_epochs = 0  # herding/k-center: 0 embeds with a random ConvNet
+    config.distill.autoencoder_widths = (32, 64)  # each halves the image
+    config.distill.latent_channels = 4  # codes of (size / 4)^2 * 4 values: 1/12 of the pixels
+    config.distill.autoencoder_epochs = 30
     config.distill.log_every = 10
     config.distill.checkpoint_every = 100
     config.distill.eval_at = ()  # iterations where the protocol also runs (the end always)

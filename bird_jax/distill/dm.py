@@ -36,8 +36,9 @@ class DistributionMatching(MatchingMethod):
 
         def loss_fn(synthetic):
             real_batches, synthetic_batches = siamese_pairs(
-                pair_key, synthetic, real, counts, class_ids, self.batch_real, self.strategy
-            )
+                pair_key, self.render(synthetic), real, counts, class_ids, self.batch_real,
+                self.strategy,
+            )  # fmt: skip
             return mean_embedding_loss(self.model, params, real_batches, synthetic_batches, weights)
 
         return image_step(self.optimizer, loss_fn, synthetic, opt_state)

@@ -54,7 +54,14 @@ class ShardedReal:
 
 class MatchingMethod:
     """What DM and DC/DSA are built from: the network they match with, the real batch per
-    class, the Siamese DSA strategy and the optimiser of the synthetic images."""
+    class, the Siamese DSA strategy and the optimiser of the synthetic images.
+
+    The learned arrays are the images themselves; a subclass that learns something else (codes
+    of a decoder) overrides `render` (learned -> images, inside the loss), `images` (the same on
+    the host, for the saved set) and `stored_values` (what the set stores; None: its pixels).
+    """
+
+    stored_values: int | None = None
 
     def __init__(
         self,
@@ -68,6 +75,14 @@ class MatchingMethod:
         self.model, self.image_shape = model, image_shape
         self.batch_real, self.strategy = batch_real, strategy
         self.optimizer = image_optimizer(learning_rate)
+
+    def render(self, synthetic: jax.Array) -> jax.Array:
+        """One device's learned arrays [c, n, ...] as images [c, n, H, W, 3]."""
+        return synthetic
+
+    def images(self, synthetic: np.ndarray) -> np.ndarray:
+        """All classes' learned arrays [C, n, ...], merged on the host, as images."""
+        return synthetic
 
 
 def image_optimizer(learning_rate: float) -> optax.GradientTransformation:

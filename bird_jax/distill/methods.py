@@ -2,19 +2,20 @@
 
 Iterative methods (DC, DSA, DM) are objects with `iteration(state, key, real)`; `create` builds
 one from config.distill, `check_config` validates the settings before any data is read. The
-coresets select real images in one call (`select_set`); the PCA sets are decoded in one call
-(`pca.reduce`).
+coresets select real images in one call (`select_set`); the PCA and autoencoder sets are
+decoded in one call (`reductions.reduce`).
 """
 
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import jax
 import ml_collections
 import numpy as np
 
-from bird_jax.distill import coreset, dc, dm, dsa, nets, pca
+from bird_jax.distill import autoencoder, coreset, dc, dm, dsa, latent, nets, reductions
 from bird_jax.distill.defaults import CORESETS, ITERATIVE, METHODS, REDUCTIONS
 from bird_jax.distill.iterative import ShardedReal, init_state
 from bird_jax.distill.real import RealData
@@ -48,6 +49,13 @@ def check_config(config: ml_collections.ConfigDict) -> None:
             f"data.image_size={config.data.image_size} is too small for ConvNet-{depth} (it "
             f"needs >= {smallest} px): lower model.depth or raise data.image_size."
         )
+    scale = 2 ** len(settings.autoencoder_widths)
+    if settings.method in ("autoencoder", "latent_dm") and config.data.image_size % scale:
+        raise ValueError(
+            f"data.image_size={config.data.image_size} does not halve "
+            f"{len(settings.autoencoder_widths)} times (distill.autoencoder_widths): use a "
+            f"multiple of {scale}."
+        )
     if settings.method in ITERATIVE and settings.iterations < 0:
         raise ValueError(f"distill.iterations must be >= 0, got {settings.iterations}.")
 
@@ -56,8 +64,9 @@ def _model(config: ml_collections.ConfigDict, num_classes: int):
     return create_model(config.model_name, num_classes=num_classes, **config.model.to_dict())
 
 
-def create(config: ml_collections.ConfigDict, real: RealData):
-    """The iterative method of config.distill (DC, DSA or DM) for `real`'s classes."""
+def create(config: ml_collections.ConfigDict, real: RealData, autoencoder_params=None):
+    """The iterative method of config.distill (DC, DSA, DM, or latent DM through an autoencoder
+    with `autoencoder_params`) for `real`'s classes."""
     settings = config.distill
     model = _model(config, real.num_classes)
     batch_real = min(settings.batch_real, int(real.counts.min()))
@@ -65,6 +74,11 @@ def create(config: ml_collections.ConfigDict, real: RealData):
                   learning_rate=settings.lr_img)  # fmt: skip
     if settings.method == "dm":
         return dm.DistributionMatching(model, real.image_shape, **common)
+    if settings.method == "latent_dm":
+        return latent.LatentDistributionMatching(
+            model, real.image_shape, autoencoder=reductions.autoencoder_model(settings),
+            params=autoencoder_params, **common,
+        )  # fmt: skip
     outer, inner = dc.default_loops(settings.ipc)
     return dc.GradientMatching(
         model,
@@ -96,13 +110,32 @@ def keys(config: ml_collections.ConfigDict) -> tuple[jax.Array, jax.Array]:
     return init_key, loop_key
 
 
-def start(config: ml_collections.ConfigDict, real: RealData, num_devices: int | None = None):
+def start(
+    config: ml_collections.ConfigDict,
+    real: RealData,
+    num_devices: int | None = None,
+    directory: Path | None = None,
+):
     """(method, real images on the devices, starting state) of an iterative method, its classes
-    split over `num_devices` local devices (default: all)."""
-    method = create(config, real)
+    split over `num_devices` local devices (default: all). Latent DM's autoencoder is trained
+    first, or read from `directory` (see reductions.trained_autoencoder)."""
+    settings, init_key = config.distill, keys(config)[0]
     sharded = ShardedReal.from_real(real, num_devices)
-    images = initial_images(keys(config)[0], real, config.distill.ipc, config.distill.init)
-    return method, sharded, init_state(images, sharded.shards, method.optimizer)
+    if settings.method != "latent_dm":
+        method = create(config, real)
+        images = initial_images(init_key, real, settings.ipc, settings.init)
+        return method, sharded, init_state(images, sharded.shards, method.optimizer)
+    train_key, pick_key = jax.random.split(init_key)  # as the autoencoder baseline's set
+    model, params, _ = reductions.trained_autoencoder(config, train_key, real, directory)
+    method = create(config, real, params)
+    most = int(real.counts.min())
+    per_class = autoencoder.codes_per_class(
+        model, real.image_shape, real.num_classes, settings.ipc, most
+    )
+    decoder, code_values = autoencoder.sizes(model, real.image_shape)
+    method.stored_values = decoder + real.num_classes * per_class * code_values
+    codes = method.initial_codes(pick_key, real, per_class, settings.init)
+    return method, sharded, init_state(codes, sharded.shards, method.optimizer)
 
 
 def distill(
@@ -115,10 +148,10 @@ def distill(
     if settings.method in CORESETS:
         images = select_set(config, init_key, real)
     elif settings.method in REDUCTIONS:
-        images = pca.reduce(real, settings.ipc, per_class=settings.method == "pca_class").images
+        images = reductions.reduce(config, init_key, real).images
     else:
         method, sharded, state = start(config, real, num_devices)
         for iteration in range(settings.iterations):
             state, _ = method.iteration(state, jax.random.fold_in(loop_key, iteration), sharded)
-        images = sharded.shards.merge(state.synthetic)
+        images = method.images(sharded.shards.merge(state.synthetic))
     return SyntheticSet(images, real.class_names, real.mean, real.std, settings.method)

@@ -62,9 +62,9 @@ def components_within(budget: int, dim: int, kept: int, rank: int) -> int:
 
 
 @dataclasses.dataclass(frozen=True)
-class Reduction:
-    """A PCA set: decoded `images` [C, m, H, W, 3] (normalised), what it stores, and its
-    components (one per class for pca_class, one shared for pca) for the eigen-bird picture."""
+class PCASet:
+    """Decoded `images` [C, m, H, W, 3] (normalised), the values stored, and the fitted
+    components (one per class for pca_class, one shared for pca)."""
 
     images: np.ndarray
     stored_values: int
@@ -72,7 +72,7 @@ class Reduction:
     components: list[Components]
 
 
-def reduce(real: RealData, ipc: int, per_class: bool) -> Reduction:
+def reduce(real: RealData, ipc: int, per_class: bool) -> PCASet:
     """The storage-matched PCA set of `real`: each class's first m = min(counts) images,
     decoded from the largest k whose stored values fit `ipc` images per class."""
     shape = real.image_shape
@@ -90,7 +90,7 @@ def reduce(real: RealData, ipc: int, per_class: bool) -> Reduction:
         stored = dim + shared.components.size + real.num_classes * kept * len(shared.components)
         decoded = [shared.decode(shared.encode(v[:kept])) for v in vectors]
     images = np.stack(decoded).reshape(real.num_classes, kept, *shape).astype(np.float32)
-    return Reduction(images, int(stored), len(fitted[0].components), fitted)
+    return PCASet(images, int(stored), len(fitted[0].components), fitted)
 
 
 def _signed_pixels(direction: np.ndarray, shape) -> np.ndarray:
@@ -99,7 +99,7 @@ def _signed_pixels(direction: np.ndarray, shape) -> np.ndarray:
     return np.round(np.clip(scaled, 0, 1).reshape(shape) * 255).astype(np.uint8)
 
 
-def eigen_picture(reduction: Reduction, real: RealData, shown: int = 9) -> np.ndarray:
+def eigen_picture(reduction: PCASet, real: RealData, shown: int = 9) -> np.ndarray:
     """uint8 picture, one row per fitted PCA: the mean image, then its top `shown` components
     (grey 0, black and white the two signs) where it has them."""
     shape = real.image_shape

@@ -2,7 +2,8 @@
 
 The workdir gets config.json, the set (synthetic.npz + labels.json, rewritten at every
 checkpoint), distill_state.npz (resume), grids/ (the set as a picture at every checkpoint: its
-evolution), eigen.png (PCA sets: each fit's mean image and top components), results.json (the
+evolution), eigen.png or autoencoder.png (PCA sets: each fit's mean image and top components;
+autoencoder sets: real images over their decodings), results.json (the
 protocol's accuracies by iteration and network, the set's bytes, the time and energy of
 distilling and of one evaluation run), efficiency.json and TensorBoard events (loss, images,
 accuracies).
@@ -19,7 +20,7 @@ from PIL import Image
 
 from bird_jax import console, efficiency
 from bird_jax.data.sources import load_splits
-from bird_jax.distill import methods, pca, protocol
+from bird_jax.distill import methods, protocol, reductions
 from bird_jax.distill.defaults import CORESETS, ONE_SHOT, REDUCTIONS
 from bird_jax.distill.real import (
     RealData,
@@ -95,13 +96,12 @@ class _Run:
             self.write_results()
 
     def reduce(self) -> tuple[SyntheticSet, int]:
-        """The PCA set, kept, with its eigen-bird picture, and the values it stores."""
-        settings = self.config.distill
-        reduction = pca.reduce(self.real, settings.ipc, per_class=settings.method == "pca_class")
-        picture = pca.eigen_picture(reduction, self.real)
-        Image.fromarray(picture).save(self.workdir.path / "eigen.png")
-        self.writer.write_images(0, {"eigen": picture[None]})
-        self.results["num_components"] = reduction.num_components
+        """A PCA or autoencoder set, kept, with its picture, and the values it stores."""
+        key = methods.keys(self.config)[0]
+        reduction = reductions.reduce(self.config, key, self.real, self.workdir.path)
+        Image.fromarray(reduction.picture).save(self.workdir.path / f"{reduction.picture_name}.png")
+        self.writer.write_images(0, {reduction.picture_name: reduction.picture[None]})
+        self.results.update(reduction.details)
         return self.keep(0, reduction.images), reduction.stored_values
 
     def write_results(self) -> None:
@@ -111,22 +111,27 @@ class _Run:
         partial.replace(path)
 
 
-def _loop(run: _Run, stop: StopRequest | None) -> SyntheticSet:
-    """The iterations of DC/DSA/DM from the last checkpoint; the final set, kept (its state,
-    files and grid written by the last iteration's checkpoint)."""
+def _loop(run: _Run, stop: StopRequest | None) -> tuple[SyntheticSet, int | None]:
+    """The iterations of DC/DSA/DM (latent too) from the last checkpoint; the final set, kept
+    (its state, files and grid written by the last iteration's checkpoint), and the values it
+    stores where they are not its pixels."""
     config, settings, workdir = run.config, run.config.distill, run.workdir
-    method, sharded, state = methods.start(config, run.real)
+    method, sharded, state = methods.start(config, run.real, directory=workdir.path)
+
+    def images(state):
+        return method.images(sharded.shards.merge(state.synthetic))
+
     restored = restore_state(workdir.path, state, sharded.shards)
     start = 0
     if restored:
         start, state = restored
         console.say(f"Resuming from iteration {start} ({workdir.path / 'distill_state.npz'}).")
     if start == settings.iterations:  # nothing left to run
-        return run.keep(start, sharded.shards.merge(state.synthetic))
+        return run.keep(start, images(state)), method.stored_values
     loop_key = methods.keys(config)[1]
     accounting, clock = run.accounting, run.accounting.clock
     if start == 0:
-        run.keep(0, sharded.shards.merge(state.synthetic))
+        run.keep(0, images(state))
     total = method.flops_per_iteration(state, loop_key, sharded)
     run.results["flops_per_iteration"] = total
     if total:  # efficiency.json's FLOPs and MFU count one iteration as one step
@@ -151,8 +156,7 @@ def _loop(run: _Run, stop: StopRequest | None) -> SyntheticSet:
         if last or done % settings.checkpoint_every == 0 or done in eval_at or stopping:
             with clock.phase("checkpoint"):
                 save_state(workdir.path, done, state, sharded.shards)
-                images = sharded.shards.merge(state.synthetic)
-                synthetic = run.keep(done, images)
+                synthetic = run.keep(done, images(state))
                 accounting.record(done)
         if done in eval_at:
             with progress.paused():
@@ -160,7 +164,7 @@ def _loop(run: _Run, stop: StopRequest | None) -> SyntheticSet:
             clock.restart_steps()
         if stopping:
             raise Stopped(stop.signum, done)
-    return synthetic
+    return synthetic, method.stored_values
 
 
 def distill_and_evaluate(
@@ -175,6 +179,7 @@ def distill_and_evaluate(
     data = config.data
     counts = split_counts(info, data.train_split)
     check_images_per_class(counts, info.class_names, config.distill.ipc)
+    reductions.check_budget(config, info.num_classes, int(min(counts)))
     workdir.create()
     workdir.write_config(config)
     console.say(f"Loading {data.train_split} and {data.eval_split} of {info.num_classes} classes.")
@@ -200,7 +205,7 @@ def distill_and_evaluate(
     elif settings.method in REDUCTIONS:
         synthetic, stored = run.reduce()
     else:
-        synthetic = _loop(run, stop)
+        synthetic, stored = _loop(run, stop)
     iterations = 0 if settings.method in ONE_SHOT else settings.iterations
     summary = accounting.record(iterations)
     run.results.update(
