@@ -9,7 +9,7 @@ import ml_collections
 
 from bird_jax import config as defaults
 
-ITERATIVE = ("dc", "dsa", "dm", "latent_dm")
+ITERATIVE = ("dc", "dsa", "dm", "latent_dm", "frepo")
 CORESETS = ("random", "herding", "kcenter")
 REDUCTIONS = ("pca", "pca_class", "autoencoder")  # storage-matched, decoded (reductions.py)
 ONE_SHOT = CORESETS + REDUCTIONS  # made in one call, no iterations
@@ -23,7 +23,8 @@ EVAL_MODELS = ("convnet", "lightweight_cnn", "vgg16_bn", "convnext_atto")
 
 
 def _iterations(method: str) -> int:
-    return {"dm": 20_000, "latent_dm": 20_000, "dc": 1000, "dsa": 1000}.get(method, 0)
+    iterations = {"dm": 20_000, "latent_dm": 20_000, "dc": 1000, "dsa": 1000, "frepo": 500_000}
+    return iterations.get(method, 0)
 
 
 def parse_variant(variant: str) -> tuple[str, int]:
@@ -38,7 +39,7 @@ def parse_variant(variant: str) -> tuple[str, int]:
 
 
 def get_config(method: str, variant: str = "cifar10_ipc10") -> ml_collections.ConfigDict:
-    """`method` (dc, dsa, dm, latent_dm, random, herding, kcenter, pca, pca_class,
+    """`method` (dc, dsa, dm, latent_dm, frepo, random, herding, kcenter, pca, pca_class,
     autoencoder) on `variant` = <dataset>_ipc<N>."""
     if method not in METHODS:
         raise ValueError(f"Unknown distillation method {method!r}; known: {', '.join(METHODS)}.")
@@ -62,14 +63,19 @@ def get_config(method: str, variant: str = "cifar10_ipc10") -> ml_collections.Co
     config.distill.ipc = ipc
     config.distill.iterations = _iterations(method)
     config.distill.init = "noise" if method == "dc" else "real"
-    config.distill.lr_img = 1.0 if method in ("dm", "latent_dm") else 0.1
-    config.distill.batch_real = 256
+    config.distill.lr_img = {"dm": 1.0, "latent_dm": 1.0, "frepo": 3e-4}.get(method, 0.1)
+    config.distill.batch_real = 1024 if method == "frepo" else 256  # frepo: over all classes
     config.distill.dsa_strategy = "none" if method == "dc" else DSA_STRATEGY
     config.distill.outer_loop = 0  # DC/DSA; 0: the papers' (1, 10, 50 for IPC 1, 10, 50)
     config.distill.inner_loop = 0  # DC/DSA; 0: the papers' (1, 50, 10)
     config.distill.lr_net = 0.01
     config.distill.batch_train = 256
     config.distill.embedding_epochs = 0  # herding/k-center: 0 embeds with a random ConvNet
+    config.distill.pool_size = 10  # frepo: online networks, each restarted after
+    config.distill.max_online_updates = 100  # ... this many steps on the set
+    config.distill.flip = True  # frepo: the set's mirror images join the kernel (colour data)
+    config.distill.krr_reg = 1e-6  # frepo: ridge, times trace(K) / n
+    config.distill.online_norm = "none"  # frepo's networks (the official code: identity/batch)
     config.distill.autoencoder_widths = (32, 64)  # each halves the image
     config.distill.latent_channels = 4  # codes of (size / 4)^2 * 4 values: 1/12 of the pixels
     config.distill.autoencoder_epochs = 30

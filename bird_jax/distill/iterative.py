@@ -4,6 +4,7 @@ devices, and the real images they match against."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -14,6 +15,7 @@ import optax
 
 from bird_jax.distill.real import RealData
 from bird_jax.distill.shards import AXIS, ClassShards
+from bird_jax.distill.state_file import restore_state, save_state
 
 
 class DistillState(NamedTuple):
@@ -83,6 +85,16 @@ class MatchingMethod:
     def images(self, synthetic: np.ndarray) -> np.ndarray:
         """All classes' learned arrays [C, n, ...], merged on the host, as images."""
         return synthetic
+
+    def label_vectors(self, state: DistillState) -> np.ndarray | None:
+        """Learned label vectors [C, n, C]; None: the images stand for their class."""
+        return None
+
+    def save(self, directory: Path, iteration: int, state: DistillState, shards: ClassShards):
+        save_state(directory, iteration, state, shards)
+
+    def restore(self, directory: Path, template: DistillState, shards: ClassShards):
+        return restore_state(directory, template, shards)
 
 
 def image_optimizer(learning_rate: float) -> optax.GradientTransformation:

@@ -15,7 +15,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from bird_jax.distill import autoencoder, coreset, dc, dm, dsa, latent, nets, reductions
+from bird_jax.distill import autoencoder, coreset, dc, dm, dsa, frepo, latent, nets, reductions
 from bird_jax.distill.defaults import CORESETS, ITERATIVE, METHODS, REDUCTIONS
 from bird_jax.distill.iterative import ShardedReal, init_state
 from bird_jax.distill.real import RealData
@@ -74,6 +74,16 @@ def create(config: ml_collections.ConfigDict, real: RealData, autoencoder_params
                   learning_rate=settings.lr_img)  # fmt: skip
     if settings.method == "dm":
         return dm.DistributionMatching(model, real.image_shape, **common)
+    if settings.method == "frepo":
+        kwargs = {**config.model.to_dict(), "norm": settings.online_norm}
+        online = create_model(config.model_name, num_classes=real.num_classes, **kwargs)
+        return frepo.FeatureRegression(
+            model, online, real.image_shape,
+            batch_real=min(settings.batch_real // real.num_classes, int(real.counts.min())),
+            learning_rate=settings.lr_img, iterations=settings.iterations,
+            pool_size=settings.pool_size, max_online_updates=settings.max_online_updates,
+            flip=settings.flip, reg=settings.krr_reg,
+        )  # fmt: skip
     if settings.method == "latent_dm":
         return latent.LatentDistributionMatching(
             model, real.image_shape, autoencoder=reductions.autoencoder_model(settings),
@@ -120,6 +130,10 @@ def start(
     split over `num_devices` local devices (default: all). Latent DM's autoencoder is trained
     first, or read from `directory` (see reductions.trained_autoencoder)."""
     settings, init_key = config.distill, keys(config)[0]
+    if settings.method == "frepo":  # its kernel couples the classes: one device
+        method = create(config, real)
+        images = initial_images(init_key, real, settings.ipc, settings.init)
+        return method, ShardedReal.from_real(real, 1), method.init_state(init_key, images)
     sharded = ShardedReal.from_real(real, num_devices)
     if settings.method != "latent_dm":
         method = create(config, real)
@@ -154,4 +168,6 @@ def distill(
         for iteration in range(settings.iterations):
             state, _ = method.iteration(state, jax.random.fold_in(loop_key, iteration), sharded)
         images = method.images(sharded.shards.merge(state.synthetic))
+        vectors = method.label_vectors(state)
+        return SyntheticSet(images, real.class_names, real.mean, real.std, settings.method, vectors)
     return SyntheticSet(images, real.class_names, real.mean, real.std, settings.method)

@@ -21,6 +21,7 @@ import numpy as np
 import optax
 
 from bird_jax.distill import dsa
+from bird_jax.distill.krr import regression_loss
 
 
 class NetState(NamedTuple):
@@ -61,8 +62,8 @@ def sgd(learning_rate: float, momentum: float = 0.0, weight_decay: float = 0.0):
 
 @dataclasses.dataclass(frozen=True)
 class NetTrainer:
-    """Trains `model` with `optimizer` on normalised float images, DSA per image if
-    `dsa_strategy` is not 'none'."""
+    """Trains `model` with `optimizer` on normalised float images and class labels (or label
+    vectors), DSA per image if `dsa_strategy` is not 'none'."""
 
     model: nn.Module
     optimizer: optax.GradientTransformation
@@ -80,7 +81,8 @@ class NetTrainer:
         return state._replace(opt_state=opt_state)
 
     def loss_and_grads(self, state: NetState, images, labels, key):
-        """Mean cross-entropy of a batch (after DSA), its gradients and the new statistics."""
+        """The batch's loss (after DSA), its gradients and the new statistics: cross-entropy
+        for class labels [B], FRePo's regression loss for label vectors [B, C]."""
         aug_key, dropout_key = jax.random.split(key)
         images = dsa.augment(aug_key, images, self.dsa_strategy, shared=False)
 
@@ -88,6 +90,8 @@ class NetTrainer:
             logits, batch_stats = apply_train(
                 self.model, params, state.batch_stats, images, dropout_key
             )
+            if labels.ndim == 2:
+                return regression_loss(logits, labels), batch_stats
             return cross_entropy(logits, labels), batch_stats
 
         (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)

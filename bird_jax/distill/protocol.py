@@ -64,10 +64,11 @@ def evaluate_set(
     runs: int | None = None,
     seed: int = 0,
 ) -> dict:
-    """Trains `runs` fresh `model_name` networks on (images, labels), tests each on `test`."""
+    """Trains `runs` fresh `model_name` networks on (images, labels), tests each on `test`.
+    `labels` are classes [N] or learned label vectors [N, C] (trained with FRePo's loss)."""
     settings = config.evaluation
     runs = runs or settings.runs
-    num_classes = int(labels.max()) + 1
+    num_classes = labels.shape[1] if labels.ndim == 2 else int(labels.max()) + 1
     model = eval_model(model_name, config, num_classes)
     optimizer = nets.sgd(settings.lr, settings.momentum, settings.weight_decay)
     trainer = nets.NetTrainer(model, optimizer, settings.dsa_strategy)

@@ -30,7 +30,7 @@ from bird_jax.distill.real import (
     load_real,
     split_counts,
 )
-from bird_jax.distill.state_file import restore_state, save_state, saved_iteration
+from bird_jax.distill.state_file import saved_iteration
 from bird_jax.distill.synthetic import SyntheticSet, save_synthetic
 from bird_jax.efficiency import flops
 from bird_jax.figures import image_grid
@@ -59,13 +59,12 @@ class _Run:
         self.accounting, self.writer = accounting, writer
         self.results = read_json(workdir.path / RESULTS_FILE) or {"evaluations": []}
 
-    def synthetic_set(self, images: np.ndarray) -> SyntheticSet:
-        real, method = self.real, self.config.distill.method
-        return SyntheticSet(images, real.class_names, real.mean, real.std, method)
-
-    def keep(self, iteration: int, images: np.ndarray) -> SyntheticSet:
+    def keep(self, iteration: int, images: np.ndarray, label_vectors=None) -> SyntheticSet:
         """Writes the set, its grid (PNG and TensorBoard) as of `iteration`."""
-        synthetic = self.synthetic_set(images)
+        real, method = self.real, self.config.distill.method
+        synthetic = SyntheticSet(
+            images, real.class_names, real.mean, real.std, method, label_vectors
+        )
         save_synthetic(synthetic, self.workdir.path)
         grid = grid_image(synthetic)
         grids = self.workdir.path / "grids"
@@ -76,7 +75,7 @@ class _Run:
         return synthetic
 
     def evaluate(self, iteration: int, synthetic: SyntheticSet, model_names) -> None:
-        images, labels = synthetic.flat()
+        images, labels = synthetic.training_targets()
         clock = self.accounting.clock
         for name in model_names:
             kwh_before = self.accounting.kwh_so_far()
@@ -118,24 +117,25 @@ def _loop(run: _Run, stop: StopRequest | None) -> tuple[SyntheticSet, int | None
     config, settings, workdir = run.config, run.config.distill, run.workdir
     method, sharded, state = methods.start(config, run.real, directory=workdir.path)
 
-    def images(state):
-        return method.images(sharded.shards.merge(state.synthetic))
+    def current(state) -> tuple[np.ndarray, np.ndarray | None]:
+        """The set's images and learned label vectors (None where it learns none)."""
+        return method.images(sharded.shards.merge(state.synthetic)), method.label_vectors(state)
 
-    restored = restore_state(workdir.path, state, sharded.shards)
+    restored = method.restore(workdir.path, state, sharded.shards)
     start = 0
     if restored:
         start, state = restored
         console.say(f"Resuming from iteration {start} ({workdir.path / 'distill_state.npz'}).")
     if start == settings.iterations:  # nothing left to run
-        return run.keep(start, images(state)), method.stored_values
+        return run.keep(start, *current(state)), method.stored_values
     loop_key = methods.keys(config)[1]
     accounting, clock = run.accounting, run.accounting.clock
     if start == 0:
-        run.keep(0, images(state))
+        run.keep(0, *current(state))
     total = method.flops_per_iteration(state, loop_key, sharded)
     run.results["flops_per_iteration"] = total
     if total:  # efficiency.json's FLOPs and MFU count one iteration as one step
-        devices = jax.local_device_count()
+        devices = sharded.shards.num_devices
         accounting.step_cost = flops.StepCost(total / devices, devices)
     progress = console.Progress(start, settings.iterations)
     eval_at = set(settings.eval_at) - {settings.iterations}
@@ -155,8 +155,8 @@ def _loop(run: _Run, stop: StopRequest | None) -> tuple[SyntheticSet, int | None
         last = done == settings.iterations
         if last or done % settings.checkpoint_every == 0 or done in eval_at or stopping:
             with clock.phase("checkpoint"):
-                save_state(workdir.path, done, state, sharded.shards)
-                synthetic = run.keep(done, images(state))
+                method.save(workdir.path, done, state, sharded.shards)
+                synthetic = run.keep(done, *current(state))
                 accounting.record(done)
         if done in eval_at:
             with progress.paused():

@@ -14,13 +14,13 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from bird_jax.distill.iterative import DistillState
 from bird_jax.distill.shards import ClassShards
 
 STATE_FILE = "distill_state.npz"
 
 
-def save_state(directory: Path, iteration: int, state: DistillState, shards: ClassShards) -> None:
+def save_state(directory: Path, iteration: int, state, shards: ClassShards) -> None:
+    """A DistillState (synthetic, opt_state), merged over the devices."""
     leaves = jax.tree.leaves(state.opt_state)
     arrays = {f"opt_{i}": shards.merge(leaf) for i, leaf in enumerate(leaves)}
     partial = directory / (STATE_FILE + ".partial")
@@ -29,6 +29,35 @@ def save_state(directory: Path, iteration: int, state: DistillState, shards: Cla
             file, iteration=np.int64(iteration), synthetic=shards.merge(state.synthetic), **arrays
         )
     partial.replace(directory / STATE_FILE)
+
+
+def save_tree(directory: Path, iteration: int, tree) -> None:
+    """The state of a one-device method: every leaf of `tree` as it is (no class split)."""
+    arrays = {f"leaf_{i}": np.asarray(leaf) for i, leaf in enumerate(jax.tree.leaves(tree))}
+    partial = directory / (STATE_FILE + ".partial")
+    with open(partial, "wb") as file:
+        np.savez(file, iteration=np.int64(iteration), **arrays)
+    partial.replace(directory / STATE_FILE)
+
+
+def restore_tree(directory: Path, template):
+    """(iteration, tree shaped as `template`) from save_tree's file, or None if there is none;
+    ValueError if its leaves do not fit the template."""
+    path = directory / STATE_FILE
+    if not path.is_file():
+        return None
+    leaves, treedef = jax.tree.flatten(template)
+    with np.load(path, allow_pickle=False) as saved:
+        restored = [saved[f"leaf_{i}"] for i in range(len(leaves)) if f"leaf_{i}" in saved]
+        iteration = int(saved["iteration"])
+    shapes = [np.shape(leaf) for leaf in leaves]
+    if [x.shape for x in restored] != shapes:
+        raise ValueError(
+            f"{path} does not hold this config's state ({len(restored)} arrays for "
+            f"{len(leaves)}, or other shapes): resume with the config that started the run, or "
+            "use a new --workdir."
+        )
+    return iteration, jax.tree.unflatten(treedef, [jax.numpy.asarray(x) for x in restored])
 
 
 def saved_iteration(directory: Path) -> int:
@@ -40,7 +69,7 @@ def saved_iteration(directory: Path) -> int:
         return int(saved["iteration"])
 
 
-def restore_state(directory: Path, template: DistillState, shards: ClassShards):
+def restore_state(directory: Path, template, shards: ClassShards):
     """(iteration, state) from the workdir's state file, or None if there is none.
 
     ValueError if it does not fit `template` (another method, IPC, class count or image size).
@@ -60,7 +89,7 @@ def restore_state(directory: Path, template: DistillState, shards: ClassShards):
             f"arrays, this config makes {expected} and {len(leaves)}: resume with the config "
             "that started the run, or use a new --workdir."
         )
-    state = DistillState(
+    state = type(template)(
         shards.split(synthetic), jax.tree.unflatten(treedef, [shards.split(x) for x in opt_leaves])
     )
     return iteration, state

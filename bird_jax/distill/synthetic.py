@@ -1,7 +1,8 @@
 """A distilled (synthetic or selected) set: its images, how it was made, and its files.
 
 In a distillation workdir it is two files: `synthetic.npz` (`images` float32 [N, H, W, 3] in the
-source's normalised space, `labels` int32 [N], class by class) and `labels.json` (class names,
+source's normalised space, `labels` int32 [N], class by class, and, for sets that learn their
+labels (FRePo), `label_vectors` float32 [N, C]) and `labels.json` (class names,
 mean and std of the normalisation, image size, images per class, method). `load_synthetic`
 reads them without executing anything (npz with allow_pickle=False); `config.data.source =
 "distilled"` serves them to any training config (bird_jax.data.distilled).
@@ -33,13 +34,15 @@ def flatten_classes(images) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclasses.dataclass(frozen=True)
 class SyntheticSet:
-    """`images` float32 [C, ipc, H, W, 3] (normalised, class-major) and what they stand for."""
+    """`images` float32 [C, ipc, H, W, 3] (normalised, class-major), what they stand for, and
+    learned `label_vectors` [C, ipc, C] where the method learns them (None: the class)."""
 
     images: np.ndarray
     class_names: list[str]
     mean: tuple[float, ...]
     std: tuple[float, ...]
     method: str
+    label_vectors: np.ndarray | None = None
 
     @property
     def ipc(self) -> int:
@@ -53,6 +56,14 @@ class SyntheticSet:
         """Images [C * ipc, H, W, 3] and labels [C * ipc], class by class."""
         return flatten_classes(self.images)
 
+    def training_targets(self) -> tuple[np.ndarray, np.ndarray]:
+        """Images and what a network learns for them: the label vectors [C * ipc, C] where the
+        set has them, else the class labels [C * ipc]."""
+        images, labels = self.flat()
+        if self.label_vectors is None:
+            return images, labels
+        return images, self.label_vectors.reshape(len(labels), -1)
+
     def metadata(self) -> dict:
         return {
             "class_names": list(self.class_names),
@@ -61,6 +72,7 @@ class SyntheticSet:
             "image_size": self.image_size,
             "ipc": self.ipc,
             "method": self.method,
+            "label_vectors": self.label_vectors is not None,
         }
 
 
@@ -81,9 +93,12 @@ def save_synthetic(synthetic: SyntheticSet, directory: str | Path) -> None:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     images, labels = synthetic.flat()
+    arrays = {"images": images.astype(np.float32), "labels": labels}
+    if synthetic.label_vectors is not None:
+        arrays["label_vectors"] = synthetic.training_targets()[1].astype(np.float32)
     partial = directory / (IMAGES_FILE + ".partial")
     with open(partial, "wb") as file:
-        np.savez(file, images=images.astype(np.float32), labels=labels)
+        np.savez(file, **arrays)
     partial.replace(directory / IMAGES_FILE)
     partial = directory / (LABELS_FILE + ".partial")
     partial.write_text(json.dumps(synthetic.metadata(), indent=1))
@@ -107,6 +122,7 @@ def load_synthetic(directory: str | Path) -> SyntheticSet:
         meta = json.loads((directory / LABELS_FILE).read_text())
         with np.load(directory / IMAGES_FILE, allow_pickle=False) as arrays:
             images, labels = arrays["images"], arrays["labels"]
+            vectors = arrays.get("label_vectors")
     except (ValueError, KeyError, OSError) as error:
         raise _fail(directory, f"unreadable ({error})") from None
     missing = {"class_names", "mean", "std", "method"} - set(meta)
@@ -119,12 +135,15 @@ def load_synthetic(directory: str | Path) -> SyntheticSet:
     expected = np.repeat(np.arange(num_classes), ipc)
     if remainder or not np.array_equal(labels, expected):
         raise _fail(directory, f"labels are not {ipc} per class in class order")
+    if vectors is not None and vectors.shape != (len(labels), num_classes):
+        raise _fail(directory, f"label_vectors {vectors.shape} are not one per image and class")
     return SyntheticSet(
         images.astype(np.float32).reshape(num_classes, ipc, *images.shape[1:]),
         list(meta["class_names"]),
         tuple(meta["mean"]),
         tuple(meta["std"]),
         meta["method"],
+        None if vectors is None else vectors.astype(np.float32).reshape(num_classes, ipc, -1),
     )
 
 
