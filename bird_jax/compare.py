@@ -184,7 +184,8 @@ def _write_csv(rows: Sequence[dict[str, Any]], path: Path) -> None:
 # --- Plots -------------------------------------------------------------------------------------
 
 
-def _figure(width: float = 6.4, height: float = 4.8):
+def figure_and_axes(width: float = 6.4, height: float = 4.8):
+    """A matplotlib figure (Agg, no display) and its one axes."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -200,7 +201,7 @@ def _no_data(axes, what: str) -> None:
 def _accuracy_scatter(rows, x_key: str, x_unit: tuple[float, str], path: Path, marks: bool):
     """Accuracy (%) against rows[x_key] / divisor; with `marks`, estimated energy is hollow."""
     divisor, x_label = x_unit
-    figure, axes = _figure()
+    figure, axes = figure_and_axes()
     points = [r for r in rows if r.get(x_key) is not None and r.get("accuracy") is not None]
     groups = {"measured": [], "estimated": []}
     for row in points:
@@ -251,7 +252,7 @@ def _time_unit(rows) -> tuple[float, str]:
 def _throughput_plot(rows, path: Path) -> None:
     """Bars of training images/s, labelled model/precision and run."""
     bars = [r for r in rows if r.get("images_per_s") is not None]
-    figure, axes = _figure(width=max(6.4, 1.3 * len(bars)))
+    figure, axes = figure_and_axes(width=max(6.4, 1.3 * len(bars)))
     if bars:
         labels = [f"{r.get('model')}/{r.get('precision')}\n{r['run']}" for r in bars]
         drawn = axes.bar(labels, [r["images_per_s"] for r in bars], color="tab:green")

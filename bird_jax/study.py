@@ -12,6 +12,14 @@ Studies (STUDIES):
               prefetch variant prefetches.
   models      VGG16 (with BatchNorm), the lightweight CNN and ConvNeXt-T, each with its config's
               architecture settings, trained with the given config's data, schedule and precision.
+  distill     dataset distillation: every method (--variants; default all) at every --ipcs,
+              evaluated by the protocol, beside networks trained on the whole split
+              (--full_epochs), from a distillation config (bird_jax/distill/study.py):
+
+  python -m bird_jax.study --study=distill --config=configs/distill/dm.py:birds_ipc1 \
+      --workdir=runs/distill --config.data.root=/data/cub20 --ipcs=1,10 \
+      --variants=random,dm,pca --config.distill.iterations=100
+
   transfer    pretrained families fine-tuned with one budget, each with its recipe
               (bird_jax.config.FINETUNE_RECIPES: lr, layer decay, regularisation, eval crop,
               mean/std); `--weights=MODEL=PATH,...` gives each variant its ImageNet weights:
@@ -50,6 +58,8 @@ def define_flags() -> None:
     flags.DEFINE_string("study", None, "Which study (see STUDIES).")
     flags.DEFINE_list("variants", [], "Run only these variants of the study (default: all).")
     flags.DEFINE_list("weights", [], "transfer: MODEL=PATH pretrained weights of each variant.")
+    flags.DEFINE_list("ipcs", ["1", "10"], "distill: images per class of every method.")
+    flags.DEFINE_integer("full_epochs", 100, "distill: epochs on the whole split (0: none).")
     flags.DEFINE_string(
         "split",
         None,
@@ -202,9 +212,28 @@ def run_study(
     return rows
 
 
+def run_distill_study() -> None:
+    """--study=distill: bird_jax.distill.study over --variants (methods) and --ipcs."""
+    from bird_jax.distill import defaults as distill_defaults
+    from bird_jax.distill import study
+
+    ipcs = [int(ipc) for ipc in FLAGS.ipcs]
+    method_names = FLAGS.variants or distill_defaults.METHODS
+    configs = study.variant_configs(FLAGS.config, method_names, ipcs, FLAGS.full_epochs)
+    print(study.markdown_table(study.run_study(configs, FLAGS.workdir)))
+    print(f"Report: {os.path.join(FLAGS.workdir, 'report')}")
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if FLAGS.study == "distill":
+        try:
+            run_distill_study()
+        except Stopped as stopped:  # the variant in progress saved its state
+            logging.warning("%s", stopped)
+            sys.exit(stopped.exit_code)
+        return
     weights = parse_weights(FLAGS.weights)
     configs = variant_configs(FLAGS.config, FLAGS.study, FLAGS.variants, weights)
     try:

@@ -60,6 +60,7 @@ def get_config(method: str, variant: str = "cifar10_ipc10") -> ml_collections.Co
 
     config.distill = ml_collections.ConfigDict()
     config.distill.method = method
+    config.distill.dataset = dataset  # the defaults' dataset (a study derives its methods' configs)
     config.distill.ipc = ipc
     config.distill.iterations = _iterations(method)
     config.distill.init = "noise" if method == "dc" else "real"

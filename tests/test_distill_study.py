@@ -1,0 +1,65 @@
+"""Tests for the distillation study (bird_jax.distill.study, `bird_jax.study --study=distill`):
+the configs it derives, a whole small study and its report, and bad input."""
+
+import pytest
+
+from bird_jax import config as base_defaults
+from bird_jax.distill import study
+from bird_jax.workdir import read_json
+from tests import tiny_distill_config
+
+
+def test_each_method_keeps_its_defaults_and_takes_the_command_lines_settings():
+    base = tiny_distill_config.get_config("dm")  # cifar10 defaults, changed to a tiny run
+    configs = study.variant_configs(base, ["dm", "frepo", "pca"], ipcs=[1, 3], full_epochs=7)
+    assert list(configs) == ["dm_ipc1", "dm_ipc3", "frepo_ipc1", "frepo_ipc3", "pca_ipc1",
+                             "pca_ipc3", "full"]  # fmt: skip
+    frepo = configs["frepo_ipc3"]
+    assert (frepo.distill.method, frepo.distill.ipc) == ("frepo", 3)
+    assert frepo.distill.lr_img == 3e-4 and configs["dm_ipc1"].distill.lr_img == 1.0  # own
+    assert frepo.distill.iterations == 4 and frepo.data.name == "digits"  # the tiny run's
+    assert frepo.evaluation.epochs == 4 and frepo.model.width == 8
+    assert configs["full"].evaluation.epochs == 7 and configs["full"].distill.method == "random"
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"method_names": ["mtt"]}, r"Unknown method\(s\) \['mtt'\]"),
+        ({"ipcs": [0]}, "--ipcs must list images per class >= 1"),
+    ],
+)
+def test_bad_study_settings_are_named(kwargs, message):
+    arguments = {"method_names": ["random"], "ipcs": [1], "full_epochs": 0, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        study.variant_configs(tiny_distill_config.get_config("dm"), **arguments)
+
+
+def test_a_training_config_is_not_a_distillation_study():
+    with pytest.raises(ValueError, match="needs a distillation config"):
+        study.variant_configs(base_defaults.get_config(), ["random"], [1], 0)
+
+
+def test_a_small_study_writes_its_report_and_reruns_without_recomputing(tmp_path):
+    configs = study.variant_configs(
+        tiny_distill_config.get_config("dm"), ["random", "dm"], ipcs=[1, 2], full_epochs=2
+    )
+    rows = study.run_study(configs, tmp_path)
+    assert [row["variant"] for row in rows] == ["random_ipc1", "random_ipc2", "dm_ipc1",
+                                                "dm_ipc2", "full"]  # fmt: skip
+    full = rows[-1]
+    assert full["method"] == "full" and full["ipc"] > 100  # the digits' smallest class
+    assert all(0 <= row["convnet_mean"] <= 1 and row["total_kwh"] > 0 for row in rows)
+    assert rows[2]["storage_bytes"] == 10 * 16 * 16 * 3  # DM, one image a class
+    report = tmp_path / "report"
+    for name in ("distill.md", "distill.csv", "accuracy_vs_ipc.png", "accuracy_vs_energy.png"):
+        assert (report / name).is_file()
+    assert sorted(p.name for p in (report / "grids").iterdir()) == [
+        "dm_ipc1.png", "dm_ipc2.png", "random_ipc1.png", "random_ipc2.png"
+    ]  # fmt: skip
+    table = (report / "distill.md").read_text()
+    assert "| dm_ipc2 |" in table and "| full |" in table
+    before = read_json(tmp_path / "dm_ipc1" / "results.json")
+    again = study.run_study(configs, tmp_path)  # finished variants are read, not rerun
+    assert read_json(tmp_path / "dm_ipc1" / "results.json") == before
+    assert again == rows
