@@ -17,10 +17,11 @@ install: $(BIN)/.installed
 quickstart: install  ## train the lightweight CNN on the embedded digits set (~1-2 min on 2 CPU cores)
 	$(BIN)/python -m bird_jax.main --config=configs/quickstart.py --workdir=runs/quickstart
 
-test: install  ## lint + the whole test suite (8 fake CPU devices) + the data notebook
+test: install  ## lint + the whole test suite (8 fake CPU devices) + the notebooks
 	$(BIN)/ruff check bird_jax configs tests benchmarks notebooks
 	$(BIN)/pytest -n 2 --durations=15 tests
-	$(BIN)/pytest --nbmake notebooks/data_exploration.ipynb notebooks/results.ipynb
+	$(BIN)/pytest --nbmake notebooks/data_exploration.ipynb notebooks/results.ipynb \
+		notebooks/distillation.ipynb
 
 benchmark: install  ## train-step throughput of every model on this machine
 	$(BIN)/python benchmarks/train_step_throughput.py

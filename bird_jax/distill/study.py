@@ -107,7 +107,7 @@ def run_study(configs: dict[str, ml_collections.ConfigDict], workdir: str | Path
         if name == FULL:
             config = _whole_split(config)
         distill_and_evaluate(config, Workdir(path))
-    rows = [_row(name, workdir / name) for name in configs]
+    rows = [read_row(name, workdir / name) for name in configs]
     write_report(rows, workdir / "report", workdir)
     return rows
 
@@ -131,7 +131,7 @@ def _finished(path: Path) -> bool:
     )
 
 
-def _row(name: str, path: Path) -> dict[str, Any]:
+def read_row(name: str, path: Path) -> dict[str, Any]:
     """One report row from a variant's results.json."""
     results = read_json(path / RESULTS_FILE)
     final = [e for e in results["evaluations"] if e["iteration"] == results["iterations"]]
