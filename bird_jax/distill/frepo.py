@@ -25,9 +25,8 @@ import numpy as np
 import optax
 
 from bird_jax.distill import krr
-from bird_jax.distill.iterative import ShardedReal
+from bird_jax.distill.iterative import OneDeviceMethod, ShardedReal
 from bird_jax.distill.real import sample_per_class
-from bird_jax.distill.state_file import restore_tree, save_tree
 from bird_jax.efficiency import flops
 
 ONLINE_LEARNING_RATE = 3e-4  # Adam, the online networks (official)
@@ -46,10 +45,8 @@ class FRePoState(NamedTuple):
     pool_steps: jax.Array
 
 
-class FeatureRegression:
+class FeatureRegression(OneDeviceMethod):
     """One FRePo iteration per call (interface of iterative.MatchingMethod)."""
-
-    stored_values: int | None = None
 
     def __init__(
         self,
@@ -168,18 +165,7 @@ class FeatureRegression:
 
     # ---------------------------------------------------------------- the set and its files
 
-    def images(self, synthetic: np.ndarray) -> np.ndarray:
-        return synthetic
-
     def label_vectors(self, state: FRePoState) -> np.ndarray:
         """[C, ipc, C] on the host."""
         num_classes, ipc = state.synthetic.shape[1:3]
         return np.asarray(state.labels).reshape(num_classes, ipc, num_classes)
-
-    def save(self, directory, iteration: int, state: FRePoState, shards) -> None:
-        del shards  # one device
-        save_tree(directory, iteration, state)
-
-    def restore(self, directory, template: FRePoState, shards):
-        del shards
-        return restore_tree(directory, template)

@@ -15,7 +15,7 @@ import optax
 
 from bird_jax.distill.real import RealData
 from bird_jax.distill.shards import AXIS, ClassShards
-from bird_jax.distill.state_file import restore_state, save_state
+from bird_jax.distill.state_file import restore_state, restore_tree, save_state, save_tree
 
 
 class DistillState(NamedTuple):
@@ -95,6 +95,25 @@ class MatchingMethod:
 
     def restore(self, directory: Path, template: DistillState, shards: ClassShards):
         return restore_state(directory, template, shards)
+
+
+class OneDeviceMethod:
+    """What the methods whose step couples every class (FRePo, MTT) share: one device, their
+    images in DistillState's one-device layout [1, C, ipc, ...], their state saved whole."""
+
+    stored_values: int | None = None
+
+    def images(self, synthetic: np.ndarray) -> np.ndarray:
+        return synthetic
+
+    def label_vectors(self, state) -> np.ndarray | None:
+        return None
+
+    def save(self, directory: Path, iteration: int, state, shards: ClassShards) -> None:
+        save_tree(directory, iteration, state)
+
+    def restore(self, directory: Path, template, shards: ClassShards):
+        return restore_tree(directory, template)
 
 
 def image_optimizer(learning_rate: float) -> optax.GradientTransformation:

@@ -15,7 +15,21 @@ import jax
 import ml_collections
 import numpy as np
 
-from bird_jax.distill import autoencoder, coreset, dc, dm, dsa, frepo, latent, nets, reductions
+from bird_jax import console
+from bird_jax.distill import (
+    autoencoder,
+    coreset,
+    dc,
+    dm,
+    dsa,
+    experts,
+    frepo,
+    iterative,
+    latent,
+    mtt,
+    nets,
+    reductions,
+)
 from bird_jax.distill.defaults import CORESETS, ITERATIVE, METHODS, REDUCTIONS
 from bird_jax.distill.iterative import ShardedReal, init_state
 from bird_jax.distill.real import RealData
@@ -64,9 +78,39 @@ def _model(config: ml_collections.ConfigDict, num_classes: int):
     return create_model(config.model_name, num_classes=num_classes, **config.model.to_dict())
 
 
-def create(config: ml_collections.ConfigDict, real: RealData, autoencoder_params=None):
-    """The iterative method of config.distill (DC, DSA, DM, or latent DM through an autoencoder
-    with `autoencoder_params`) for `real`'s classes."""
+def expert_store(
+    config: ml_collections.ConfigDict, real: RealData, directory: Path | None
+) -> experts.ExpertStore:
+    """MTT's expert trajectories: distill.experts, else <directory>/experts, building those of
+    the distill.num_experts not there yet (resumable)."""
+    settings = config.distill
+    if not settings.experts and directory is None:
+        raise ValueError("MTT needs distill.experts (a directory of expert_*.npy) here.")
+    where = Path(settings.experts) if settings.experts else Path(directory) / "experts"
+    model = _model(config, real.num_classes)
+    missing = [
+        i for i in range(settings.num_experts) if not experts.expert_path(where, i).is_file()
+    ]
+    if missing:
+        console.say(f"Training {len(missing)} expert(s) of {settings.expert_train_epochs} epochs "
+                    f"into {where}.")  # fmt: skip
+    key = jax.random.fold_in(keys(config)[0], 1)
+    experts.build_experts(model, key, real, where, missing, settings.expert_train_epochs,
+                          settings.dsa_strategy)  # fmt: skip
+    num_params = sum(int(np.size(leaf)) for leaf in jax.tree.leaves(
+        iterative.fresh_params(model, jax.random.key(0), real.image_shape)))  # fmt: skip
+    return experts.ExpertStore(where, num_params)
+
+
+def create(
+    config: ml_collections.ConfigDict,
+    real: RealData,
+    autoencoder_params=None,
+    expert_trajectories: experts.ExpertStore | None = None,
+):
+    """The iterative method of config.distill (DC, DSA, DM, FRePo, MTT with
+    `expert_trajectories`, or latent DM through an autoencoder with `autoencoder_params`) for
+    `real`'s classes."""
     settings = config.distill
     model = _model(config, real.num_classes)
     batch_real = min(settings.batch_real, int(real.counts.min()))
@@ -83,6 +127,14 @@ def create(config: ml_collections.ConfigDict, real: RealData, autoencoder_params
             learning_rate=settings.lr_img, iterations=settings.iterations,
             pool_size=settings.pool_size, max_online_updates=settings.max_online_updates,
             flip=settings.flip, reg=settings.krr_reg,
+        )  # fmt: skip
+    if settings.method == "mtt":
+        return mtt.TrajectoryMatching(
+            model, real.image_shape, experts=expert_trajectories,
+            syn_steps=settings.syn_steps, expert_epochs=settings.expert_epochs,
+            max_start_epoch=settings.max_start_epoch, learning_rate=settings.lr_img,
+            lr_lr=settings.lr_lr, lr_teacher=settings.lr_teacher, strategy=settings.dsa_strategy,
+            batch_syn=settings.batch_syn,
         )  # fmt: skip
     if settings.method == "latent_dm":
         return latent.LatentDistributionMatching(
@@ -130,8 +182,9 @@ def start(
     split over `num_devices` local devices (default: all). Latent DM's autoencoder is trained
     first, or read from `directory` (see reductions.trained_autoencoder)."""
     settings, init_key = config.distill, keys(config)[0]
-    if settings.method == "frepo":  # its kernel couples the classes: one device
-        method = create(config, real)
+    if settings.method in ("frepo", "mtt"):  # their step couples the classes: one device
+        trajectories = expert_store(config, real, directory) if settings.method == "mtt" else None
+        method = create(config, real, expert_trajectories=trajectories)
         images = initial_images(init_key, real, settings.ipc, settings.init)
         return method, ShardedReal.from_real(real, 1), method.init_state(init_key, images)
     sharded = ShardedReal.from_real(real, num_devices)

@@ -1,0 +1,103 @@
+"""Expert trajectories for MTT: networks trained on the real images, their parameters kept after
+every epoch (Cazenavette et al. 2022; official `buffer.py`: SGD lr 0.01, no momentum or weight
+decay, DSA, batch 256, 50 epochs, 100 experts).
+
+Each expert is one file, `expert_<i>.npy`: float32 [epochs + 1, P], the flattened parameters
+(jax.flatten_util order) at the start and after each epoch. Files are written atomically and
+read memory-mapped (no pickle), so a trajectory is read two rows at a time; building skips
+experts already on disk (resumable) and takes `indices`, so processes or machines can share the
+work (`experts_for_process`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import flax.linen as nn
+import jax
+import numpy as np
+from absl import logging
+from jax.flatten_util import ravel_pytree
+
+from bird_jax.distill import nets
+from bird_jax.distill.real import RealData
+
+EXPERT_LEARNING_RATE = 0.01  # official lr_teacher
+
+
+def expert_path(directory: Path, index: int) -> Path:
+    return Path(directory) / f"expert_{index:04d}.npy"
+
+
+def experts_for_process(count: int, process_index: int, process_count: int) -> range:
+    """This process's share of `count` experts (every process_count-th, from process_index)."""
+    return range(process_index, count, process_count)
+
+
+def train_trajectory(
+    model: nn.Module, key: jax.Array, real: RealData, epochs: int, strategy: str, batch: int = 256
+) -> np.ndarray:
+    """float32 [epochs + 1, P]: the flattened parameters before training and after each epoch."""
+    trainer = nets.NetTrainer(model, nets.sgd(EXPERT_LEARNING_RATE), strategy)
+    init_key, key = jax.random.split(key)
+    state = trainer.init(init_key, real.image_shape)
+    images, labels = real.flat()
+    trajectory = [np.asarray(ravel_pytree(state.params)[0])]
+    for epoch in range(epochs):
+        state, loss = trainer.train_epoch(state, images, labels, jax.random.fold_in(key, epoch),
+                                          batch)  # fmt: skip
+        trajectory.append(np.asarray(ravel_pytree(state.params)[0]))
+        logging.info("expert epoch %d: last batch loss %.4f", epoch + 1, float(loss))
+    return np.stack(trajectory).astype(np.float32)
+
+
+def build_experts(
+    model: nn.Module,
+    key: jax.Array,
+    real: RealData,
+    directory: Path,
+    indices: Iterable[int],
+    epochs: int,
+    strategy: str,
+) -> list[Path]:
+    """Trains and writes the experts of `indices` not yet in `directory` (expert i from
+    fold_in(key, i)); returns every requested expert's path."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index in indices:
+        path = expert_path(directory, index)
+        if not path.is_file():
+            trajectory = train_trajectory(
+                model, jax.random.fold_in(key, index), real, epochs, strategy
+            )
+            partial = path.with_suffix(".partial.npy")
+            np.save(partial, trajectory)
+            partial.replace(path)
+        paths.append(path)
+    return paths
+
+
+class ExpertStore:
+    """The trajectories in a directory, read memory-mapped."""
+
+    def __init__(self, directory: Path, num_params: int):
+        self.paths = sorted(Path(directory).glob("expert_*.npy"))
+        if not self.paths:
+            raise FileNotFoundError(
+                f"No expert trajectories (expert_*.npy) in {directory}: build them first "
+                "(distill.experts; they are built there when the run starts)."
+            )
+        shapes = {np.load(p, mmap_mode="r").shape for p in self.paths}
+        if any(len(s) != 2 or s[1] != num_params for s in shapes):
+            raise ValueError(
+                f"The trajectories in {directory} have shapes {sorted(shapes)}, this config's "
+                f"network has {num_params} parameters: use the experts of this network."
+            )
+        self.epochs = min(s[0] for s in shapes) - 1
+
+    def pair(self, expert: int, start: int, later: int) -> tuple[np.ndarray, np.ndarray]:
+        """Parameters [P] of `expert` after epoch `start` and `start + later`."""
+        trajectory = np.load(self.paths[expert], mmap_mode="r")
+        return np.array(trajectory[start]), np.array(trajectory[start + later])

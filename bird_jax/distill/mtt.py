@@ -1,0 +1,153 @@
+"""MTT, matching training trajectories (Cazenavette et al., "Dataset Distillation by Matching
+Training Trajectories", CVPR 2022; official code GeorgeCazenavette/mtt-distillation).
+
+Every iteration takes a random expert (bird_jax.distill.experts) and a random start epoch below
+`max_start_epoch`, runs `syn_steps` SGD steps of the network from the expert's parameters there
+on the synthetic images (per-image DSA each step; `batch_syn` of them, default all) with a
+learned step size, and compares where they land with the expert `expert_epochs` later:
+||theta_N - theta_target||^2 / ||theta_start - theta_target||^2. That loss steps the images (SGD,
+momentum 0.5, `lr_img`) and the step size (`lr_lr`), through all N unrolled steps.
+
+Memory: each unrolled step is rematerialised (jax.checkpoint): the backward pass keeps one
+parameter vector per step, not the step's activations (peak memory against N: BENCHMARKS.md).
+One device: the network couples every class.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.flatten_util import ravel_pytree
+
+from bird_jax.distill import dsa
+from bird_jax.distill.experts import ExpertStore
+from bird_jax.distill.iterative import OneDeviceMethod, ShardedReal, fresh_params
+from bird_jax.distill.nets import cross_entropy
+from bird_jax.efficiency import flops
+
+
+class MTTState(NamedTuple):
+    """Images [1, C, ipc, H, W, 3] (DistillState's one-device layout), the learned step size
+    and the two optimisers' states."""
+
+    synthetic: jax.Array
+    syn_lr: jax.Array
+    opt_state: Any
+    lr_opt_state: Any
+
+
+def trajectory_loss(
+    model: nn.Module,
+    unravel,
+    images: jax.Array,
+    labels: jax.Array,
+    syn_lr: jax.Array,
+    start: jax.Array,
+    target: jax.Array,
+    key: jax.Array,
+    *,
+    syn_steps: int,
+    batch_syn: int,
+    strategy: str,
+    remat: bool = True,
+) -> jax.Array:
+    """MTT's normalised parameter distance after `syn_steps` SGD steps from `start` on the
+    images [n, H, W, 3] with class `labels` [n] (differentiable in images and syn_lr)."""
+
+    def step(params, step_key):
+        choice_key, aug_key = jax.random.split(step_key)
+        chosen = jax.random.permutation(choice_key, images.shape[0])[:batch_syn]
+        batch = dsa.augment(aug_key, images[chosen], strategy, shared=False)
+
+        def loss(flat):
+            return cross_entropy(model.apply({"params": unravel(flat)}, batch), labels[chosen])
+
+        return params - syn_lr * jax.grad(loss)(params), None
+
+    if remat:
+        step = jax.checkpoint(step)
+    final, _ = jax.lax.scan(step, start, jax.random.split(key, syn_steps))
+    return jnp.sum((final - target) ** 2) / jnp.sum((start - target) ** 2)
+
+
+class TrajectoryMatching(OneDeviceMethod):
+    """One MTT iteration per call (interface of iterative.MatchingMethod)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        image_shape: tuple[int, ...],
+        *,
+        experts: ExpertStore,
+        syn_steps: int,
+        expert_epochs: int,
+        max_start_epoch: int,
+        learning_rate: float,
+        lr_lr: float,
+        lr_teacher: float,
+        strategy: str,
+        batch_syn: int = 0,
+    ):
+        self.model, self.image_shape, self.experts = model, image_shape, experts
+        self.syn_steps, self.expert_epochs = syn_steps, expert_epochs
+        self.max_start_epoch = min(max_start_epoch, experts.epochs - expert_epochs + 1)
+        if self.max_start_epoch < 1:
+            raise ValueError(
+                f"The experts have {experts.epochs} epochs, fewer than distill.expert_epochs="
+                f"{expert_epochs}: train longer experts (distill.expert_train_epochs)."
+            )
+        self.lr_teacher, self.strategy, self.batch_syn = lr_teacher, strategy, batch_syn
+        self.optimizer = optax.sgd(learning_rate, momentum=0.5)
+        self.lr_optimizer = optax.sgd(lr_lr, momentum=0.5)
+        self.unravel = ravel_pytree(fresh_params(model, jax.random.key(0), image_shape))[1]
+        self.step = jax.jit(self._step)
+
+    def init_state(self, key: jax.Array, images: np.ndarray) -> MTTState:
+        del key
+        synthetic = jnp.asarray(images)[None]
+        syn_lr = jnp.asarray(self.lr_teacher, jnp.float32)
+        return MTTState(synthetic, syn_lr, self.optimizer.init(synthetic),
+                        self.lr_optimizer.init(syn_lr))  # fmt: skip
+
+    def _step(self, state: MTTState, start, target, key):
+        num_classes, ipc = state.synthetic.shape[1:3]
+        labels = jnp.repeat(jnp.arange(num_classes), ipc)
+        batch_syn = self.batch_syn or num_classes * ipc
+
+        def loss_fn(synthetic, syn_lr):
+            images = synthetic.reshape(-1, *self.image_shape)
+            return trajectory_loss(
+                self.model, self.unravel, images, labels, syn_lr, start, target, key,
+                syn_steps=self.syn_steps, batch_syn=batch_syn, strategy=self.strategy,
+            )  # fmt: skip
+
+        loss, (image_grads, lr_grad) = jax.value_and_grad(loss_fn, argnums=(0, 1))(
+            state.synthetic, state.syn_lr
+        )
+        updates, opt_state = self.optimizer.update(image_grads, state.opt_state)
+        lr_updates, lr_opt_state = self.lr_optimizer.update(lr_grad, state.lr_opt_state)
+        synthetic = optax.apply_updates(state.synthetic, updates)
+        syn_lr = optax.apply_updates(state.syn_lr, lr_updates)
+        return MTTState(synthetic, syn_lr, opt_state, lr_opt_state), loss
+
+    def step_args(self, state: MTTState, key: jax.Array) -> tuple:
+        """The jitted step's arguments: a random expert and start epoch drawn from `key`."""
+        expert_key, start_key, step_key = jax.random.split(key, 3)
+        expert = int(jax.random.randint(expert_key, (), 0, len(self.experts.paths)))
+        start_epoch = int(jax.random.randint(start_key, (), 0, self.max_start_epoch))
+        start, target = self.experts.pair(expert, start_epoch, self.expert_epochs)
+        return state, jnp.asarray(start), jnp.asarray(target), step_key
+
+    def iteration(self, state: MTTState, key: jax.Array, real: ShardedReal):
+        del real  # the experts saw it
+        state, loss = self.step(*self.step_args(state, key))
+        return state, {"loss": loss, "syn_lr": state.syn_lr}
+
+    def flops_per_iteration(self, state: MTTState, key: jax.Array, real: ShardedReal):
+        cost = flops.step_cost(self.step, *self.step_args(state, key))
+        return cost.total if cost else None

@@ -1,0 +1,128 @@
+"""Tests for MTT (bird_jax.distill.mtt, bird_jax.distill.experts): the unrolled gradient against
+finite differences, rematerialisation, expert files, the loss on a tiny problem, resume."""
+
+from types import SimpleNamespace
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.flatten_util import ravel_pytree
+
+from bird_jax.distill import experts, methods, mtt
+from bird_jax.distill.iterative import fresh_params
+from bird_jax.models import create_model
+from bird_jax.signals import Stopped
+from bird_jax.workdir import Workdir
+from tests import tiny_distill_config
+from tests.test_distill import config_module, losses_on_one_draw, toy_real
+
+TINY = create_model("convnet", num_classes=3, width=4, depth=1)
+
+
+class SmoothNet(nn.Module):
+    """A tiny smooth network (tanh), so finite differences see no ReLU kinks."""
+
+    @nn.compact
+    def __call__(self, x):
+        x = nn.tanh(nn.Dense(8)(x.reshape(x.shape[0], -1)))
+        return nn.Dense(3)(x)
+
+
+def _problem(dtype, model=TINY):
+    rng = np.random.default_rng(0)
+    images = jnp.asarray(rng.normal(size=(6, 8, 8, 3)), dtype)
+    start, unravel = ravel_pytree(fresh_params(model, jax.random.key(0), (8, 8, 3)))
+    start = start.astype(dtype)
+    target = start + jnp.asarray(rng.normal(size=start.shape), dtype) * 0.05
+    labels = jnp.array([0, 0, 1, 1, 2, 2])
+
+    def loss(images, syn_lr, remat=True):
+        return mtt.trajectory_loss(model, lambda f: jax.tree.map(lambda x: x.astype(dtype),
+                                   unravel(f)), images, labels, syn_lr, start, target,
+                                   jax.random.key(1), syn_steps=3, batch_syn=6, strategy="none",
+                                   remat=remat)  # fmt: skip
+
+    return images, loss
+
+
+def test_the_unrolled_gradient_matches_finite_differences():
+    with jax.enable_x64(True):
+        images, loss = _problem(jnp.float64, SmoothNet())
+        lr = jnp.asarray(0.5, jnp.float64)
+        image_grad, lr_grad = jax.grad(loss, argnums=(0, 1))(images, lr)
+        eps = 1e-6
+        numeric_lr = (loss(images, lr + eps) - loss(images, lr - eps)) / (2 * eps)
+        np.testing.assert_allclose(lr_grad, numeric_lr, rtol=1e-6)
+        for seed in range(3):
+            direction = jax.random.normal(jax.random.key(seed), images.shape, jnp.float64)
+            numeric = loss(images + eps * direction, lr) - loss(images - eps * direction, lr)
+            np.testing.assert_allclose(jnp.vdot(image_grad, direction), numeric / (2 * eps),
+                                       rtol=1e-6)  # fmt: skip
+
+
+def test_rematerialised_steps_give_the_same_loss_and_gradient():
+    images, loss = _problem(jnp.float32)
+    lr = jnp.asarray(0.05)
+    with_remat = jax.value_and_grad(loss)(images, lr, True)
+    without = jax.value_and_grad(loss)(images, lr, False)
+    np.testing.assert_allclose(with_remat[0], without[0], rtol=1e-6)
+    np.testing.assert_allclose(with_remat[1], without[1], rtol=1e-4, atol=1e-7)
+
+
+def test_experts_are_written_once_read_in_pairs_and_checked(tmp_path):
+    real = toy_real(num_classes=3, per_class=(6, 6, 6))
+    paths = experts.build_experts(TINY, jax.random.key(0), real, tmp_path, [0, 2], 3, "none")
+    assert [p.name for p in paths] == ["expert_0000.npy", "expert_0002.npy"]
+    trajectory = np.load(paths[0])
+    assert trajectory.shape[0] == 4 and np.abs(trajectory[3] - trajectory[0]).max() > 0
+    stamp = paths[0].stat().st_mtime_ns
+    experts.build_experts(TINY, jax.random.key(0), real, tmp_path, [0], 3, "none")
+    assert paths[0].stat().st_mtime_ns == stamp  # already there: not retrained
+    store = experts.ExpertStore(tmp_path, trajectory.shape[1])
+    start, later = store.pair(0, 1, 2)
+    np.testing.assert_array_equal(later, trajectory[3])
+    assert store.epochs == 3 and list(experts.experts_for_process(5, 1, 2)) == [1, 3]
+    with pytest.raises(ValueError, match="parameters: use the experts of this network"):
+        experts.ExpertStore(tmp_path, 7)
+    with pytest.raises(FileNotFoundError, match="No expert trajectories"):
+        experts.ExpertStore(tmp_path / "none", 7)
+
+
+def _config(**distill):
+    config = tiny_distill_config.get_config("mtt")
+    config.distill.update(num_experts=2, expert_train_epochs=3, syn_steps=3, expert_epochs=1,
+                          max_start_epoch=2, lr_img=10.0, lr_lr=0.0)  # fmt: skip
+    config.distill.update(distill)
+    return config
+
+
+def test_mtt_steps_lower_the_trajectory_loss_on_the_same_draw(tmp_path):
+    state = methods.start(_config(), toy_real(per_class=(8, 8, 8)), directory=tmp_path)
+    losses, _ = losses_on_one_draw(*state, iterations=3)
+    assert losses[2] < losses[1] < losses[0]
+
+
+def test_an_mtt_run_builds_its_experts_and_resumes_exactly(tmp_path):
+    from bird_jax.distill.run import distill_and_evaluate
+    from bird_jax.distill.synthetic import load_synthetic
+
+    whole = Workdir(tmp_path / "whole")
+    results = distill_and_evaluate(_config(lr_lr=1e-5), whole)
+    assert len(list((whole.path / "experts").glob("expert_*.npy"))) == 2
+    assert results["flops_per_iteration"] > 0
+    resumed = Workdir(tmp_path / "resumed")
+    with pytest.raises(Stopped):
+        distill_and_evaluate(_config(lr_lr=1e-5), resumed, SimpleNamespace(requested=True,
+                                                                           signum=15))  # fmt: skip
+    distill_and_evaluate(_config(lr_lr=1e-5), resumed)
+    np.testing.assert_array_equal(load_synthetic(resumed.path).images,
+                                  load_synthetic(whole.path).images)  # fmt: skip
+
+
+@pytest.mark.parametrize("ipc, steps, start, lr_lr", [(1, 50, 2, 1e-7), (10, 30, 20, 1e-5)])
+def test_shipped_mtt_configs_hold_the_papers_settings(ipc, steps, start, lr_lr):
+    settings = config_module("mtt").get_config(f"cifar10_ipc{ipc}").distill
+    assert (settings.syn_steps, settings.max_start_epoch, settings.lr_lr) == (steps, start, lr_lr)
+    assert (settings.expert_epochs, settings.lr_img, settings.lr_teacher) == (2, 1000.0, 0.01)
