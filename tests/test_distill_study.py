@@ -25,7 +25,7 @@ def test_each_method_keeps_its_defaults_and_takes_the_command_lines_settings():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"method_names": ["mtt"]}, r"Unknown method\(s\) \['mtt'\]"),
+        ({"method_names": ["kip"]}, r"Unknown method\(s\) \['kip'\]"),
         ({"ipcs": [0]}, "--ipcs must list images per class >= 1"),
     ],
 )
