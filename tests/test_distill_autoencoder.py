@@ -34,11 +34,11 @@ def test_training_lowers_the_reconstruction_error():
 def test_codes_a_class_fit_the_budget_with_the_decoder():
     decoder, code = autoencoder.sizes(SMALL, (16, 16, 3))
     budget = 3 * 2 * 16 * 16 * 3  # 3 classes, 2 images each
-    m = autoencoder.codes_per_class(SMALL, (16, 16, 3), num_classes=3, ipc=2, most=1000)
+    m = autoencoder.code_budget(SMALL, (16, 16, 3), num_classes=3, ipc=2, most=1000).per_class
     assert decoder + 3 * m * code <= budget < decoder + 3 * (m + 1) * code
-    assert autoencoder.codes_per_class(SMALL, (16, 16, 3), 3, 2, most=5) == 5
+    assert autoencoder.code_budget(SMALL, (16, 16, 3), 3, 2, most=5).per_class == 5
     with pytest.raises(ValueError, match="decoder .* exceed the budget .* raise distill.ipc"):
-        autoencoder.codes_per_class(SMALL, (8, 8, 3), num_classes=3, ipc=1, most=5)
+        autoencoder.code_budget(SMALL, (8, 8, 3), num_classes=3, ipc=1, most=5)
 
 
 def test_the_decoded_set_holds_random_real_images_of_each_class_through_the_autoencoder():
@@ -52,7 +52,7 @@ def test_the_decoded_set_holds_random_real_images_of_each_class_through_the_auto
     np.testing.assert_allclose(decoded.decoded[1, :2], SMALL.apply({"params": params},
                                decoded.real[1, :2]), atol=1e-5)  # fmt: skip
     decoder, code = autoencoder.sizes(SMALL, (16, 16, 3))
-    assert decoded.stored_values == decoder + 3 * 6 * code
+    assert decoded.budget.stored_values == decoder + 3 * 6 * code
 
 
 def _config(**distill):

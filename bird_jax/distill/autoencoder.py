@@ -58,11 +58,17 @@ class ConvAutoencoder(nn.Module):
         return self.decode(self.encode(images))
 
 
+def _abstract_params(model: ConvAutoencoder, image_shape: tuple[int, ...]):
+    """The parameters' shapes and dtypes on images of `image_shape` (nothing is computed)."""
+    images = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
+    return jax.eval_shape(model.init, jax.random.key(0), images)["params"]
+
+
 def sizes(model: ConvAutoencoder, image_shape: tuple[int, ...]) -> tuple[int, int]:
     """(the decoder's parameter count, values per code) on images of `image_shape`, from
     shapes alone (nothing is computed)."""
+    params = _abstract_params(model, image_shape)
     images = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
-    params = jax.eval_shape(model.init, jax.random.key(0), images)["params"]
     codes = jax.eval_shape(functools.partial(model.apply, method="encode"), {"params": params},
                            images)  # fmt: skip
     decoder = ("from_code", "to_image", *(f"up_{i}" for i in range(len(model.widths))))
@@ -110,8 +116,7 @@ def save_params(path: Path, params) -> None:
 def load_params(path: Path, model: ConvAutoencoder, image_shape: tuple[int, ...]):
     """Parameters written by save_params for this model and image shape (msgpack: no code
     runs); ValueError naming the file if they do not fit."""
-    images = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
-    template = jax.eval_shape(model.init, jax.random.key(0), images)["params"]
+    template = _abstract_params(model, image_shape)
     try:
         params = flax.serialization.from_bytes(template, path.read_bytes())
     except (ValueError, KeyError) as error:
@@ -124,9 +129,20 @@ def load_params(path: Path, model: ConvAutoencoder, image_shape: tuple[int, ...]
     return params
 
 
-def codes_per_class(model: ConvAutoencoder, image_shape, num_classes: int, ipc: int, most: int):
-    """Codes a class that fit, with the decoder, within `ipc` images a class; at most `most` (the
-    smallest class). ValueError, before any training, when not even one code a class fits."""
+class CodeBudget(NamedTuple):
+    """Codes a class, the decoder's and a code's values, and all a set stores (decoder + codes)."""
+
+    per_class: int
+    decoder_values: int
+    code_values: int
+    stored_values: int
+
+
+def code_budget(
+    model: ConvAutoencoder, image_shape, num_classes: int, ipc: int, most: int
+) -> CodeBudget:
+    """The most codes a class that fit, with the decoder, within `ipc` images a class; at most
+    `most` (the smallest class). ValueError, before any training, when not even one fits."""
     decoder, code_values = sizes(model, image_shape)
     budget = num_classes * ipc * int(np.prod(image_shape))
     per_class = (budget - decoder) // (num_classes * code_values)
@@ -136,7 +152,9 @@ def codes_per_class(model: ConvAutoencoder, image_shape, num_classes: int, ipc: 
             f"class exceed the budget of {budget:,} values: raise distill.ipc or shrink "
             "distill.autoencoder_widths / distill.latent_channels."
         )
-    return min(per_class, most)
+    per_class = min(per_class, most)
+    stored = decoder + num_classes * per_class * code_values
+    return CodeBudget(per_class, decoder, code_values, stored)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -145,11 +163,11 @@ def _round_trip(model: ConvAutoencoder, params, images: jax.Array) -> jax.Array:
 
 
 class DecodedSet(NamedTuple):
-    """m real images a class [C, m, H, W, 3], their decodings, and the values stored."""
+    """m real images a class [C, m, H, W, 3], their decodings, and what the set stores."""
 
     real: np.ndarray
     decoded: np.ndarray
-    stored_values: int
+    budget: CodeBudget
 
 
 def decoded_set(
@@ -158,13 +176,12 @@ def decoded_set(
     """m random real images a class through the autoencoder, m the most codes that fit `ipc`
     images a class with the decoder."""
     most = int(real.counts.min())
-    m = codes_per_class(model, real.image_shape, real.num_classes, ipc, most)
-    decoder, code_values = sizes(model, real.image_shape)
+    budget = code_budget(model, real.image_shape, real.num_classes, ipc, most)
     class_ids = jnp.arange(real.num_classes)
-    chosen = sample_per_class(key, real.images, real.counts, class_ids, m)
+    chosen = sample_per_class(key, real.images, real.counts, class_ids, budget.per_class)
     flat = chosen.reshape(-1, *real.image_shape)
     decoded = np.asarray(_round_trip(model, params, flat)).reshape(chosen.shape)
-    return DecodedSet(np.asarray(chosen), decoded, decoder + real.num_classes * m * code_values)
+    return DecodedSet(np.asarray(chosen), decoded, budget)
 
 
 def picture(decoded_set: DecodedSet, mean, std, shown: int = 8) -> np.ndarray:

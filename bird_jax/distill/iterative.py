@@ -54,16 +54,27 @@ class ShardedReal:
         return self.images, self.counts, self.class_ids, self.weights
 
 
-class MatchingMethod:
-    """What DM and DC/DSA are built from: the network they match with, the real batch per
-    class, the Siamese DSA strategy and the optimiser of the synthetic images.
-
-    The learned arrays are the images themselves; a subclass that learns something else (codes
-    of a decoder) overrides `render` (learned -> images, inside the loss), `images` (the same on
-    the host, for the saved set) and `stored_values` (what the set stores; None: its pixels).
-    """
+class LearnedSet:
+    """What every iterative method tells the run about its set: the learned arrays are the
+    images themselves (`images`), they stand for their class (`label_vectors`), and the set
+    stores its pixels (`stored_values` None). A method that learns something else overrides
+    them (latent DM: codes of a decoder; FRePo: label vectors)."""
 
     stored_values: int | None = None
+
+    def images(self, synthetic: np.ndarray) -> np.ndarray:
+        """All classes' learned arrays [C, n, ...], merged on the host, as images."""
+        return synthetic
+
+    def label_vectors(self, state) -> np.ndarray | None:
+        """Learned label vectors [C, n, C]; None: the images stand for their class."""
+        return None
+
+
+class MatchingMethod(LearnedSet):
+    """What DM and DC/DSA are built from: the network they match with, the real batch per
+    class, the Siamese DSA strategy and the optimiser of the synthetic images. A subclass that
+    learns codes overrides `render` (learned -> images, inside the loss) beside `images`."""
 
     def __init__(
         self,
@@ -82,14 +93,6 @@ class MatchingMethod:
         """One device's learned arrays [c, n, ...] as images [c, n, H, W, 3]."""
         return synthetic
 
-    def images(self, synthetic: np.ndarray) -> np.ndarray:
-        """All classes' learned arrays [C, n, ...], merged on the host, as images."""
-        return synthetic
-
-    def label_vectors(self, state: DistillState) -> np.ndarray | None:
-        """Learned label vectors [C, n, C]; None: the images stand for their class."""
-        return None
-
     def save(self, directory: Path, iteration: int, state: DistillState, shards: ClassShards):
         save_state(directory, iteration, state, shards)
 
@@ -97,17 +100,9 @@ class MatchingMethod:
         return restore_state(directory, template, shards)
 
 
-class OneDeviceMethod:
+class OneDeviceMethod(LearnedSet):
     """What the methods whose step couples every class (FRePo, MTT) share: one device, their
     images in DistillState's one-device layout [1, C, ipc, ...], their state saved whole."""
-
-    stored_values: int | None = None
-
-    def images(self, synthetic: np.ndarray) -> np.ndarray:
-        return synthetic
-
-    def label_vectors(self, state) -> np.ndarray | None:
-        return None
 
     def save(self, directory: Path, iteration: int, state, shards: ClassShards) -> None:
         save_tree(directory, iteration, state)

@@ -195,13 +195,11 @@ def start(
     train_key, pick_key = jax.random.split(init_key)  # as the autoencoder baseline's set
     model, params, _ = reductions.trained_autoencoder(config, train_key, real, directory)
     method = create(config, real, params)
-    most = int(real.counts.min())
-    per_class = autoencoder.codes_per_class(
-        model, real.image_shape, real.num_classes, settings.ipc, most
+    budget = autoencoder.code_budget(
+        model, real.image_shape, real.num_classes, settings.ipc, int(real.counts.min())
     )
-    decoder, code_values = autoencoder.sizes(model, real.image_shape)
-    method.stored_values = decoder + real.num_classes * per_class * code_values
-    codes = method.initial_codes(pick_key, real, per_class, settings.init)
+    method.stored_values = budget.stored_values
+    codes = method.initial_codes(pick_key, real, budget.per_class, settings.init)
     return method, sharded, init_state(codes, sharded.shards, method.optimizer)
 
 
@@ -212,6 +210,7 @@ def distill(
     check_config(config)
     settings = config.distill
     init_key, loop_key = keys(config)
+    vectors = None
     if settings.method in CORESETS:
         images = select_set(config, init_key, real)
     elif settings.method in REDUCTIONS:
@@ -222,5 +221,4 @@ def distill(
             state, _ = method.iteration(state, jax.random.fold_in(loop_key, iteration), sharded)
         images = method.images(sharded.shards.merge(state.synthetic))
         vectors = method.label_vectors(state)
-        return SyntheticSet(images, real.class_names, real.mean, real.std, settings.method, vectors)
-    return SyntheticSet(images, real.class_names, real.mean, real.std, settings.method)
+    return SyntheticSet(images, real.class_names, real.mean, real.std, settings.method, vectors)

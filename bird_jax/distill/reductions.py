@@ -56,7 +56,7 @@ def check_budget(config: ml_collections.ConfigDict, num_classes: int, smallest: 
     budget (checked before any data is read or network trained)."""
     if config.distill.method in ("autoencoder", "latent_dm"):
         size = config.data.image_size
-        autoencoder.codes_per_class(
+        autoencoder.code_budget(
             autoencoder_model(config.distill), (size, size, 3), num_classes, config.distill.ipc,
             smallest,
         )  # fmt: skip
@@ -84,9 +84,10 @@ def reduce(
     model, params, loss = trained_autoencoder(config, train_key, real, directory)
     decoded = autoencoder.decoded_set(model, params, pick_key, real, settings.ipc)
     details = {
-        "codes_per_class": decoded.real.shape[1],
-        "decoder_values": autoencoder.sizes(model, real.image_shape)[0],
+        "codes_per_class": decoded.budget.per_class,
+        "decoder_values": decoded.budget.decoder_values,
         "autoencoder_train_mse": loss,
     }
     picture = autoencoder.picture(decoded, real.mean, real.std)
-    return Reduction(decoded.decoded, decoded.stored_values, details, picture, "autoencoder")
+    stored = decoded.budget.stored_values
+    return Reduction(decoded.decoded, stored, details, picture, "autoencoder")

@@ -3,10 +3,9 @@
 The workdir gets config.json, the set (synthetic.npz + labels.json, rewritten at every
 checkpoint), distill_state.npz (resume), grids/ (the set as a picture at every checkpoint: its
 evolution), eigen.png or autoencoder.png (PCA sets: each fit's mean image and top components;
-autoencoder sets: real images over their decodings), results.json (the
-protocol's accuracies by iteration and network, the set's bytes, the time and energy of
-distilling and of one evaluation run), efficiency.json and TensorBoard events (loss, images,
-accuracies).
+autoencoder sets: real images over their decodings), results.json (the protocol's accuracies by
+iteration and network, the set's bytes, the time and energy of distilling and of one evaluation
+run), efficiency.json and TensorBoard events (loss, images, accuracies).
 """
 
 from __future__ import annotations

@@ -19,25 +19,25 @@ from bird_jax.distill.shards import ClassShards
 STATE_FILE = "distill_state.npz"
 
 
-def save_state(directory: Path, iteration: int, state, shards: ClassShards) -> None:
-    """A DistillState (synthetic, opt_state), merged over the devices."""
-    leaves = jax.tree.leaves(state.opt_state)
-    arrays = {f"opt_{i}": shards.merge(leaf) for i, leaf in enumerate(leaves)}
-    partial = directory / (STATE_FILE + ".partial")
-    with open(partial, "wb") as file:
-        np.savez(
-            file, iteration=np.int64(iteration), synthetic=shards.merge(state.synthetic), **arrays
-        )
-    partial.replace(directory / STATE_FILE)
-
-
-def save_tree(directory: Path, iteration: int, tree) -> None:
-    """The state of a one-device method: every leaf of `tree` as it is (no class split)."""
-    arrays = {f"leaf_{i}": np.asarray(leaf) for i, leaf in enumerate(jax.tree.leaves(tree))}
+def _write(directory: Path, iteration: int, arrays: dict[str, np.ndarray]) -> None:
+    """The state file with `iteration` and `arrays`, replaced atomically."""
     partial = directory / (STATE_FILE + ".partial")
     with open(partial, "wb") as file:
         np.savez(file, iteration=np.int64(iteration), **arrays)
     partial.replace(directory / STATE_FILE)
+
+
+def save_state(directory: Path, iteration: int, state, shards: ClassShards) -> None:
+    """A DistillState (synthetic, opt_state), merged over the devices."""
+    leaves = jax.tree.leaves(state.opt_state)
+    arrays = {f"opt_{i}": shards.merge(leaf) for i, leaf in enumerate(leaves)}
+    _write(directory, iteration, {"synthetic": shards.merge(state.synthetic), **arrays})
+
+
+def save_tree(directory: Path, iteration: int, tree) -> None:
+    """The state of a one-device method: every leaf of `tree` as it is (no class split)."""
+    leaves = jax.tree.leaves(tree)
+    _write(directory, iteration, {f"leaf_{i}": np.asarray(leaf) for i, leaf in enumerate(leaves)})
 
 
 def restore_tree(directory: Path, template):
