@@ -80,6 +80,8 @@ def measure_protocol() -> None:
     config = cifar_config("random", 10)
     config.evaluation.runs, config.evaluation.epochs = FLAGS.runs, FLAGS.epochs
     synthetic = load_synthetic(FLAGS.synset)
+    if synthetic.whitening is not None:
+        raise SystemExit(f"{FLAGS.synset} is ZCA-whitened; the official evaluation reads pixels.")
     test = load_real(config.data, "test")
     check_matches(synthetic, test.class_names, config.data.mean, config.data.std)
     images, labels = synthetic.flat()

@@ -6,11 +6,13 @@ Each expert is one file, `expert_<i>.npy`: float32 [epochs + 1, P], the flattene
 (jax.flatten_util order) at the start and after each epoch. Files are written atomically and
 read memory-mapped (no pickle), so a trajectory is read two rows at a time; building skips
 experts already on disk (resumable) and takes `indices`, so processes or machines can share the
-work (`experts_for_process`).
+work (`experts_for_process`). `space.json` records the space the experts trained in (the ZCA
+ridge, or none), so a run learning in another space does not match their trajectories.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -24,10 +26,32 @@ from bird_jax.distill import nets
 from bird_jax.distill.real import RealData
 
 EXPERT_LEARNING_RATE = 0.01  # official lr_teacher
+SPACE_FILE = "space.json"
 
 
 def expert_path(directory: Path, index: int) -> Path:
     return Path(directory) / f"expert_{index:04d}.npy"
+
+
+def _space_name(zca_reg: float | None) -> str:
+    return "unwhitened images" if zca_reg is None else f"ZCA-whitened images (ridge {zca_reg})"
+
+
+def check_space(directory: Path, zca_reg: float | None) -> None:
+    """Records in a new expert directory the space its experts train in (`zca_reg`: the ZCA
+    ridge, None for the normalised pixels); ValueError if the directory's experts trained in
+    another."""
+    path = Path(directory) / SPACE_FILE
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"zca_reg": zca_reg}))
+        return
+    recorded = json.loads(path.read_text()).get("zca_reg")
+    if recorded != zca_reg:
+        raise ValueError(
+            f"The experts in {directory} trained on {_space_name(recorded)}, this run learns on "
+            f"{_space_name(zca_reg)}: set distill.zca/zca_reg as they were, or use other experts."
+        )
 
 
 def experts_for_process(count: int, process_index: int, process_count: int) -> range:

@@ -29,6 +29,7 @@ from bird_jax.distill import (
     mtt,
     nets,
     reductions,
+    zca,
 )
 from bird_jax.distill.defaults import CORESETS, ITERATIVE, METHODS, REDUCTIONS
 from bird_jax.distill.iterative import ShardedReal, init_state
@@ -51,6 +52,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         raise ValueError(f"distill.init must be one of {INITS}, got {settings.init!r}.")
     dsa.parse_strategy(settings.dsa_strategy)
     dsa.parse_strategy(config.evaluation.dsa_strategy)
+    if settings.zca and settings.zca_reg <= 0:
+        raise ValueError(
+            f"distill.zca_reg must be > 0 (the ridge on the eigenvalues), got {settings.zca_reg}."
+        )
     if config.model_name != "convnet" and settings.method not in ("random", *REDUCTIONS):
         raise ValueError(
             f"distill.method={settings.method!r} embeds with ConvNet: set model_name='convnet' "
@@ -74,6 +79,17 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         raise ValueError(f"distill.iterations must be >= 0, got {settings.iterations}.")
 
 
+def learning_space(
+    config: ml_collections.ConfigDict, real: RealData
+) -> tuple[RealData, zca.Whitening | None]:
+    """`real` in the space its set is learned in: ZCA-whitened (fitted on `real` itself) where
+    distill.zca, and the whitening; else `real` as it is and None."""
+    if not config.distill.zca:
+        return real, None
+    whitening = zca.fit(real.flat()[0], config.distill.zca_reg)
+    return real.mapped(whitening.whiten), whitening
+
+
 def _model(config: ml_collections.ConfigDict, num_classes: int):
     return create_model(config.model_name, num_classes=num_classes, **config.model.to_dict())
 
@@ -82,11 +98,12 @@ def expert_store(
     config: ml_collections.ConfigDict, real: RealData, directory: Path | None
 ) -> experts.ExpertStore:
     """MTT's expert trajectories: distill.experts, else <directory>/experts, building those of
-    the distill.num_experts not there yet (resumable)."""
+    the distill.num_experts not there yet (resumable). `real` is in the learning space."""
     settings = config.distill
     if not settings.experts and directory is None:
         raise ValueError("MTT needs distill.experts (a directory of expert_*.npy) here.")
     where = Path(settings.experts) if settings.experts else Path(directory) / "experts"
+    experts.check_space(where, settings.zca_reg if settings.zca else None)
     model = _model(config, real.num_classes)
     missing = [
         i for i in range(settings.num_experts) if not experts.expert_path(where, i).is_file()
@@ -209,6 +226,7 @@ def distill(
     """The whole method in one call (no checkpoints or logs; `bird_jax.distill` runs those)."""
     check_config(config)
     settings = config.distill
+    real, whitening = learning_space(config, real)
     init_key, loop_key = keys(config)
     vectors = None
     if settings.method in CORESETS:
@@ -221,4 +239,6 @@ def distill(
             state, _ = method.iteration(state, jax.random.fold_in(loop_key, iteration), sharded)
         images = method.images(sharded.shards.merge(state.synthetic))
         vectors = method.label_vectors(state)
-    return SyntheticSet(images, real.class_names, real.mean, real.std, settings.method, vectors)
+    return SyntheticSet(
+        images, real.class_names, real.mean, real.std, settings.method, vectors, whitening
+    )

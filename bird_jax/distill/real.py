@@ -49,6 +49,13 @@ class RealData:
         labels = np.repeat(np.arange(self.num_classes, dtype=np.int32), self.counts)
         return images, labels
 
+    def mapped(self, function) -> RealData:
+        """The same classes with every image through `function` ([N, H, W, 3] -> same shape);
+        the padding stays zero."""
+        images, labels = self.flat()
+        stacked, _ = by_class(function(images), labels, self.num_classes)
+        return dataclasses.replace(self, images=stacked)
+
 
 def check_images_per_class(counts: np.ndarray, class_names: list[str], ipc: int) -> None:
     """ValueError if a class has fewer than `ipc` real images (a set must be class-balanced)."""

@@ -1,11 +1,12 @@
 """One distillation run, top to bottom: check, load, distill (resumable), evaluate, account.
 
 The workdir gets config.json, the set (synthetic.npz + labels.json, rewritten at every
-checkpoint), distill_state.npz (resume), grids/ (the set as a picture at every checkpoint: its
-evolution), eigen.png or autoencoder.png (PCA sets: each fit's mean image and top components;
-autoencoder sets: real images over their decodings), results.json (the protocol's accuracies by
-iteration and network, the set's bytes, the time and energy of distilling and of one evaluation
-run), efficiency.json and TensorBoard events (loss, images, accuracies).
+checkpoint; whitening.npz beside them where the set is learned ZCA-whitened), distill_state.npz
+(resume), grids/ (the set as a picture at every checkpoint: its evolution), eigen.png or
+autoencoder.png (PCA sets: each fit's mean image and top components; autoencoder sets: real
+images over their decodings), results.json (the protocol's accuracies by iteration and network,
+the set's bytes, the time and energy of distilling and of one evaluation run), efficiency.json
+and TensorBoard events (loss, images, accuracies).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ GRID_IMAGES_PER_CLASS = 10  # a large coreset's picture shows each class's first
 def grid_image(synthetic: SyntheticSet) -> np.ndarray:
     """The set as one uint8 picture, class by class, each class's images (at most ten) side by
     side (several classes a row when a class has fewer than 10 images)."""
-    shown = synthetic.images[:, :GRID_IMAGES_PER_CLASS]
+    shown = synthetic.normalised_images()[:, :GRID_IMAGES_PER_CLASS]
     images = denormalise(shown, synthetic.mean, synthetic.std)
     ncols = shown.shape[1] * max(1, GRID_IMAGES_PER_CLASS // shown.shape[1])
     return image_grid(images.reshape(-1, *images.shape[2:]), ncols=ncols)
@@ -53,8 +54,10 @@ def grid_image(synthetic: SyntheticSet) -> np.ndarray:
 class _Run:
     """The state one run shares between its phases."""
 
-    def __init__(self, config, workdir: Workdir, real: RealData, test, accounting, writer):
+    def __init__(self, config, workdir: Workdir, real: RealData, whitening, test, accounting,
+                 writer):  # fmt: skip
         self.config, self.workdir, self.real, self.test = config, workdir, real, test
+        self.whitening = whitening
         self.accounting, self.writer = accounting, writer
         self.results = read_json(workdir.path / RESULTS_FILE) or {"evaluations": []}
 
@@ -62,7 +65,7 @@ class _Run:
         """Writes the set, its grid (PNG and TensorBoard) as of `iteration`."""
         real, method = self.real, self.config.distill.method
         synthetic = SyntheticSet(
-            images, real.class_names, real.mean, real.std, method, label_vectors
+            images, real.class_names, real.mean, real.std, method, label_vectors, self.whitening
         )
         save_synthetic(synthetic, self.workdir.path)
         grid = grid_image(synthetic)
@@ -183,7 +186,9 @@ def distill_and_evaluate(
     workdir.write_config(config)
     console.say(f"Loading {data.train_split} and {data.eval_split} of {info.num_classes} classes.")
     real = load_real(data, data.train_split, info)
-    test = load_images(data, data.eval_split, info)
+    test_images, test_labels = load_images(data, data.eval_split, info)
+    real, whitening = methods.learning_space(config, real)  # the test images go the same way
+    test = (test_images if whitening is None else whitening.whiten(test_images), test_labels)
     num_classes, settings = real.num_classes, config.distill
     batch = min(settings.batch_real, int(real.counts.min()))
     # A resumed run's efficiency.json keeps the earlier segments and sums them.
@@ -192,7 +197,7 @@ def distill_and_evaluate(
         config, images_per_step=num_classes * batch, workdir=workdir, start_step=start
     )
     writer = create_writer(str(workdir))
-    run = _Run(config, workdir, real, test, accounting, writer)
+    run = _Run(config, workdir, real, whitening, test, accounting, writer)
     console.say(
         f"{settings.method} at {settings.ipc} images per class: {num_classes} classes, "
         f"{int(real.counts.sum())} real images at {real.image_shape[0]} px, "

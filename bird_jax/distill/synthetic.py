@@ -3,7 +3,8 @@
 In a distillation workdir it is two files: `synthetic.npz` (`images` float32 [N, H, W, 3] in the
 source's normalised space, `labels` int32 [N], class by class, and, for sets that learn their
 labels (FRePo), `label_vectors` float32 [N, C]) and `labels.json` (class names,
-mean and std of the normalisation, image size, images per class, method). `load_synthetic`
+mean and std of the normalisation, image size, images per class, method); a set learned in a
+ZCA-whitened space (MTT, FRePo on CIFAR) adds `whitening.npz` (distill/zca.py). `load_synthetic`
 reads them without executing anything (npz with allow_pickle=False); `config.data.source =
 "distilled"` serves them to any training config (bird_jax.data.distilled).
 """
@@ -18,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bird_jax.distill import zca
 from bird_jax.distill.real import RealData, sample_per_class
 
 IMAGES_FILE = "synthetic.npz"
@@ -35,7 +37,8 @@ def flatten_classes(images) -> tuple[np.ndarray, np.ndarray]:
 @dataclasses.dataclass(frozen=True)
 class SyntheticSet:
     """`images` float32 [C, ipc, H, W, 3] (normalised, class-major), what they stand for, and
-    learned `label_vectors` [C, ipc, C] where the method learns them (None: the class)."""
+    learned `label_vectors` [C, ipc, C] where the method learns them (None: the class), and
+    the ZCA `whitening` of the space the images live in (None: the normalised space)."""
 
     images: np.ndarray
     class_names: list[str]
@@ -43,6 +46,7 @@ class SyntheticSet:
     std: tuple[float, ...]
     method: str
     label_vectors: np.ndarray | None = None
+    whitening: zca.Whitening | None = None
 
     @property
     def ipc(self) -> int:
@@ -55,6 +59,12 @@ class SyntheticSet:
     def flat(self) -> tuple[np.ndarray, np.ndarray]:
         """Images [C * ipc, H, W, 3] and labels [C * ipc], class by class."""
         return flatten_classes(self.images)
+
+    def normalised_images(self) -> np.ndarray:
+        """The images in the source's normalised space (coloured back where whitened)."""
+        if self.whitening is None:
+            return self.images
+        return self.whitening.colour(self.images)
 
     def training_targets(self) -> tuple[np.ndarray, np.ndarray]:
         """Images and what a network learns for them: the label vectors [C * ipc, C] where the
@@ -73,6 +83,7 @@ class SyntheticSet:
             "ipc": self.ipc,
             "method": self.method,
             "label_vectors": self.label_vectors is not None,
+            "zca_reg": None if self.whitening is None else self.whitening.reg,
         }
 
 
@@ -100,6 +111,8 @@ def save_synthetic(synthetic: SyntheticSet, directory: str | Path) -> None:
     with open(partial, "wb") as file:
         np.savez(file, **arrays)
     partial.replace(directory / IMAGES_FILE)
+    if synthetic.whitening is not None:
+        zca.save(synthetic.whitening, directory)
     partial = directory / (LABELS_FILE + ".partial")
     partial.write_text(json.dumps(synthetic.metadata(), indent=1))
     partial.replace(directory / LABELS_FILE)
@@ -137,6 +150,11 @@ def load_synthetic(directory: str | Path) -> SyntheticSet:
         raise _fail(directory, f"labels are not {ipc} per class in class order")
     if vectors is not None and vectors.shape != (len(labels), num_classes):
         raise _fail(directory, f"label_vectors {vectors.shape} are not one per image and class")
+    whitening = None
+    if meta.get("zca_reg") is not None:
+        whitening = zca.load(directory)
+        if whitening.mean.size != np.prod(images.shape[1:]):
+            raise _fail(directory, f"{zca.FILE} does not fit images of {images.shape[1:]}")
     return SyntheticSet(
         images.astype(np.float32).reshape(num_classes, ipc, *images.shape[1:]),
         list(meta["class_names"]),
@@ -144,6 +162,7 @@ def load_synthetic(directory: str | Path) -> SyntheticSet:
         tuple(meta["std"]),
         meta["method"],
         None if vectors is None else vectors.astype(np.float32).reshape(num_classes, ipc, -1),
+        whitening,
     )
 
 
