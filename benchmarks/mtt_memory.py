@@ -2,7 +2,8 @@
 
 For ConvNet-3 (width 128) on CIFAR-10-sized images at IPC 10 (100 synthetic images, all of them
 each step, DSA), compiles the gradient of `bird_jax.distill.mtt.trajectory_loss` for each N in
---steps with and without rematerialising each step (jax.checkpoint), and reports XLA's
+--steps with and without rematerialising each step (jax.checkpoint), and TESLA's constant-memory
+gradient (`mtt.constant_memory_gradients`), and reports XLA's
 temporary buffer size (compiled.memory_analysis(): what the step needs beyond its arguments
 and outputs). Nothing runs, so it is the same on any machine of a backend; on a GPU run it on
 the GPU (the plan is the backend's).
@@ -31,32 +32,40 @@ _IMAGES = flags.DEFINE_integer("images", 100, "Synthetic images (10 classes x IP
 _SIZE = flags.DEFINE_integer("image_size", 32, "Image side.")
 
 
-def temp_bytes(syn_steps: int, remat: bool) -> int:
+GRADIENTS = ("rematerialised", "stored activations", "constant (TESLA)")
+
+
+def temp_bytes(syn_steps: int, gradient: str) -> tuple[int, int]:
+    """XLA's temporary bytes for one matching step's gradient of `gradient` (of GRADIENTS), and
+    the network's parameter count."""
     shape = (_SIZE.value, _SIZE.value, 3)
     model = create_model("convnet", num_classes=10, depth=3)
     start, unravel = ravel_pytree(fresh_params(model, jax.random.key(0), shape))
     labels = jnp.arange(_IMAGES.value) % 10
+    settings = dict(syn_steps=syn_steps, batch_syn=_IMAGES.value, strategy=DSA_STRATEGY)
 
-    def loss(images, syn_lr):
-        return mtt.trajectory_loss(
-            model, unravel, images, labels, syn_lr, start, start + 0.01, jax.random.key(1),
-            syn_steps=syn_steps, batch_syn=_IMAGES.value, strategy=DSA_STRATEGY, remat=remat,
-        )  # fmt: skip
+    def gradients(images, syn_lr):
+        args = (model, unravel, images, labels, syn_lr, start, start + 0.01, jax.random.key(1))
+        if gradient == GRADIENTS[2]:
+            return mtt.constant_memory_gradients(*args, **settings)
+        remat = gradient == GRADIENTS[0]
+        return jax.grad(mtt.trajectory_loss, argnums=(2, 4))(*args, remat=remat, **settings)
 
     images = jax.ShapeDtypeStruct((_IMAGES.value, *shape), jnp.float32)
     lr = jax.ShapeDtypeStruct((), jnp.float32)
-    compiled = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(images, lr).compile()
+    compiled = jax.jit(gradients).lower(images, lr).compile()
     return int(compiled.memory_analysis().temp_size_in_bytes), int(start.size)
 
 
 def main(argv):
     del argv
     print(f"{cpu_model()}; jax {jax.__version__}, backend {jax.default_backend()}")
-    rows = ["| N | rematerialised (MiB) | stored activations (MiB) |", "|---:|---:|---:|"]
+    rows = ["| N | " + " | ".join(f"{name} (MiB)" for name in GRADIENTS) + " |",
+            "|---:|" + "---:|" * len(GRADIENTS)]  # fmt: skip
     for steps in [int(s) for s in _STEPS.value]:
-        remat, params = temp_bytes(steps, True)
-        stored, _ = temp_bytes(steps, False)
-        rows.append(f"| {steps} | {remat / 2**20:.1f} | {stored / 2**20:.1f} |")
+        sizes = [temp_bytes(steps, gradient) for gradient in GRADIENTS]
+        params = sizes[0][1]
+        rows.append(f"| {steps} | " + " | ".join(f"{b / 2**20:.1f}" for b, _ in sizes) + " |")
         print(rows[-1], flush=True)
     print(
         f"\nConvNet-3: {params:,} parameters ({params * 4 / 2**20:.2f} MiB a copy); "

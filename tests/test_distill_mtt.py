@@ -30,26 +30,36 @@ class SmoothNet(nn.Module):
         return nn.Dense(3)(x)
 
 
-def _problem(dtype, model=TINY):
+def _problem(dtype, model=TINY, syn_steps=3):
+    """Images, the trajectory loss (images, lr, remat) and the constant-memory gradients
+    (images, lr) of `syn_steps` steps of `model` on them, and what they share."""
     rng = np.random.default_rng(0)
     images = jnp.asarray(rng.normal(size=(6, 8, 8, 3)), dtype)
     start, unravel = ravel_pytree(fresh_params(model, jax.random.key(0), (8, 8, 3)))
     start = start.astype(dtype)
     target = start + jnp.asarray(rng.normal(size=start.shape), dtype) * 0.05
     labels = jnp.array([0, 0, 1, 1, 2, 2])
+    shared = SimpleNamespace(
+        model=model, unravel=lambda f: jax.tree.map(lambda x: x.astype(dtype), unravel(f)),
+        labels=labels, start=start, target=target, key=jax.random.key(1),
+        settings=dict(syn_steps=syn_steps, batch_syn=6, strategy="none"),
+    )  # fmt: skip
+    fixed = (shared.model, shared.unravel)
 
     def loss(images, syn_lr, remat=True):
-        return mtt.trajectory_loss(model, lambda f: jax.tree.map(lambda x: x.astype(dtype),
-                                   unravel(f)), images, labels, syn_lr, start, target,
-                                   jax.random.key(1), syn_steps=3, batch_syn=6, strategy="none",
-                                   remat=remat)  # fmt: skip
+        return mtt.trajectory_loss(*fixed, images, labels, syn_lr, start, target, shared.key,
+                                   remat=remat, **shared.settings)  # fmt: skip
 
-    return images, loss
+    def constant(images, syn_lr):
+        return mtt.constant_memory_gradients(*fixed, images, labels, syn_lr, start, target,
+                                             shared.key, **shared.settings)  # fmt: skip
+
+    return images, loss, constant, shared
 
 
 def test_the_unrolled_gradient_matches_finite_differences():
     with jax.enable_x64(True):
-        images, loss = _problem(jnp.float64, SmoothNet())
+        images, loss, _, _ = _problem(jnp.float64, SmoothNet())
         lr = jnp.asarray(0.5, jnp.float64)
         image_grad, lr_grad = jax.grad(loss, argnums=(0, 1))(images, lr)
         eps = 1e-6
@@ -63,12 +73,46 @@ def test_the_unrolled_gradient_matches_finite_differences():
 
 
 def test_rematerialised_steps_give_the_same_loss_and_gradient():
-    images, loss = _problem(jnp.float32)
+    images, loss, _, _ = _problem(jnp.float32)
     lr = jnp.asarray(0.05)
     with_remat = jax.value_and_grad(loss)(images, lr, True)
     without = jax.value_and_grad(loss)(images, lr, False)
     np.testing.assert_allclose(with_remat[0], without[0], rtol=1e-6)
     np.testing.assert_allclose(with_remat[1], without[1], rtol=1e-4, atol=1e-7)
+
+
+def test_the_constant_memory_gradient_is_exact_for_one_step():
+    images, loss, constant, _ = _problem(jnp.float32, SmoothNet(), syn_steps=1)
+    lr = jnp.asarray(0.5)
+    value, (image_grad, lr_grad) = constant(images, lr)
+    exact_value, (exact_images, exact_lr) = jax.value_and_grad(loss, argnums=(0, 1))(images, lr)
+    np.testing.assert_allclose(value, exact_value, rtol=1e-6)
+    np.testing.assert_allclose(image_grad, exact_images, rtol=1e-4, atol=1e-8)
+    np.testing.assert_allclose(lr_grad, exact_lr, rtol=1e-4)
+
+
+def test_the_constant_memory_gradient_leaves_out_the_paths_through_earlier_steps():
+    images, loss, constant, shared = _problem(jnp.float32, SmoothNet(), syn_steps=4)
+    lr = jnp.asarray(0.5)
+
+    def detached_loss(images, syn_lr):  # every step's gradient blind to how its params came
+        def step(params, key):
+            gradient = mtt.step_gradient(shared.model, shared.unravel, images, shared.labels,
+                                         jax.lax.stop_gradient(params), key, batch_syn=6,
+                                         strategy="none")  # fmt: skip
+            return params - syn_lr * gradient, None
+
+        final, _ = jax.lax.scan(step, shared.start, jax.random.split(shared.key, 4))
+        distance = jnp.sum((final - shared.target) ** 2)
+        return distance / jnp.sum((shared.start - shared.target) ** 2)
+
+    value, (image_grad, lr_grad) = constant(images, lr)
+    np.testing.assert_allclose(value, loss(images, lr), rtol=1e-6)  # the same steps
+    expected_images, expected_lr = jax.grad(detached_loss, argnums=(0, 1))(images, lr)
+    np.testing.assert_allclose(image_grad, expected_images, rtol=1e-4, atol=1e-8)
+    np.testing.assert_allclose(lr_grad, expected_lr, rtol=1e-4)
+    exact_images = jax.grad(loss)(images, lr)
+    assert not np.allclose(image_grad, exact_images, rtol=1e-3)  # an approximation past N = 1
 
 
 def test_experts_are_written_once_read_in_pairs_and_checked(tmp_path):
@@ -98,8 +142,10 @@ def _config(**distill):
     return config
 
 
-def test_mtt_steps_lower_the_trajectory_loss_on_the_same_draw(tmp_path):
-    state = methods.start(_config(), toy_real(per_class=(8, 8, 8)), directory=tmp_path)
+@pytest.mark.parametrize("gradient", ["exact", "constant"])
+def test_mtt_steps_lower_the_trajectory_loss_on_the_same_draw(tmp_path, gradient):
+    config = _config(mtt_gradient=gradient)
+    state = methods.start(config, toy_real(per_class=(8, 8, 8)), directory=tmp_path)
     losses, _ = losses_on_one_draw(*state, iterations=3)
     assert losses[2] < losses[1] < losses[0]
 
@@ -126,3 +172,9 @@ def test_shipped_mtt_configs_hold_the_papers_settings(ipc, steps, start, lr_lr):
     settings = config_module("mtt").get_config(f"cifar10_ipc{ipc}").distill
     assert (settings.syn_steps, settings.max_start_epoch, settings.lr_lr) == (steps, start, lr_lr)
     assert (settings.expert_epochs, settings.lr_img, settings.lr_teacher) == (2, 1000.0, 0.01)
+
+
+def test_an_unknown_mtt_gradient_fails_before_any_data():
+    config = _config(mtt_gradient="tesla")
+    with pytest.raises(ValueError, match="distill.mtt_gradient must be one of"):
+        methods.check_config(config)

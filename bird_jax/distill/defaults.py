@@ -82,6 +82,7 @@ def get_config(method: str, variant: str = "cifar10_ipc10") -> ml_collections.Co
     config.distill.lr_lr = lr_lr
     config.distill.lr_teacher = 0.01  # the starting step size, and the experts' lr
     config.distill.batch_syn = 0  # 0: every synthetic image each step
+    config.distill.mtt_gradient = "exact"  # or "constant": TESLA's, memory independent of N
     config.distill.experts = ""  # directory of expert_*.npy; "": <workdir>/experts, built there
     config.distill.num_experts = 100
     config.distill.expert_train_epochs = 50

@@ -52,6 +52,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         raise ValueError(f"distill.init must be one of {INITS}, got {settings.init!r}.")
     dsa.parse_strategy(settings.dsa_strategy)
     dsa.parse_strategy(config.evaluation.dsa_strategy)
+    if settings.mtt_gradient not in mtt.GRADIENTS:
+        raise ValueError(
+            f"distill.mtt_gradient must be one of {mtt.GRADIENTS}, got {settings.mtt_gradient!r}."
+        )
     if settings.zca and settings.zca_reg <= 0:
         raise ValueError(
             f"distill.zca_reg must be > 0 (the ridge on the eigenvalues), got {settings.zca_reg}."
@@ -151,7 +155,7 @@ def create(
             syn_steps=settings.syn_steps, expert_epochs=settings.expert_epochs,
             max_start_epoch=settings.max_start_epoch, learning_rate=settings.lr_img,
             lr_lr=settings.lr_lr, lr_teacher=settings.lr_teacher, strategy=settings.dsa_strategy,
-            batch_syn=settings.batch_syn,
+            batch_syn=settings.batch_syn, gradient=settings.mtt_gradient,
         )  # fmt: skip
     if settings.method == "latent_dm":
         return latent.LatentDistributionMatching(

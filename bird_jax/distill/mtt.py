@@ -8,13 +8,18 @@ learned step size, and compares where they land with the expert `expert_epochs` 
 ||theta_N - theta_target||^2 / ||theta_start - theta_target||^2. That loss steps the images (SGD,
 momentum 0.5, `lr_img`) and the step size (`lr_lr`), through all N unrolled steps.
 
-Memory: each unrolled step is rematerialised (jax.checkpoint): the backward pass keeps one
-parameter vector per step, not the step's activations (peak memory against N: BENCHMARKS.md).
+Memory (`gradient`): "exact" differentiates through all N steps, each rematerialised
+(jax.checkpoint), so the backward pass keeps one parameter vector per step, not the step's
+activations; "constant" is TESLA's gradient (Cui et al., ICML 2023): theta_N = theta_start -
+lr * sum_i g_i, and each g_i is differentiated in its own images only, not through the earlier
+steps' parameters, so a second pass re-runs the steps and accumulates the images' gradient with
+memory independent of N (exact for N = 1; peak memory against N: BENCHMARKS.md).
 One device: the network couples every class.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -41,6 +46,23 @@ class MTTState(NamedTuple):
     lr_opt_state: Any
 
 
+GRADIENTS = ("exact", "constant")
+
+
+def step_gradient(model: nn.Module, unravel, images, labels, params, key, *, batch_syn: int,
+                  strategy: str) -> jax.Array:  # fmt: skip
+    """The flat parameter gradient of one unrolled step: cross-entropy on `batch_syn` of the
+    images (drawn from `key`), each with its own DSA draw."""
+    choice_key, aug_key = jax.random.split(key)
+    chosen = jax.random.permutation(choice_key, images.shape[0])[:batch_syn]
+    batch = dsa.augment(aug_key, images[chosen], strategy, shared=False)
+
+    def loss(flat):
+        return cross_entropy(model.apply({"params": unravel(flat)}, batch), labels[chosen])
+
+    return jax.grad(loss)(params)
+
+
 def trajectory_loss(
     model: nn.Module,
     unravel,
@@ -60,19 +82,56 @@ def trajectory_loss(
     images [n, H, W, 3] with class `labels` [n] (differentiable in images and syn_lr)."""
 
     def step(params, step_key):
-        choice_key, aug_key = jax.random.split(step_key)
-        chosen = jax.random.permutation(choice_key, images.shape[0])[:batch_syn]
-        batch = dsa.augment(aug_key, images[chosen], strategy, shared=False)
-
-        def loss(flat):
-            return cross_entropy(model.apply({"params": unravel(flat)}, batch), labels[chosen])
-
-        return params - syn_lr * jax.grad(loss)(params), None
+        gradient = step_gradient(model, unravel, images, labels, params, step_key,
+                                 batch_syn=batch_syn, strategy=strategy)  # fmt: skip
+        return params - syn_lr * gradient, None
 
     if remat:
         step = jax.checkpoint(step)
     final, _ = jax.lax.scan(step, start, jax.random.split(key, syn_steps))
     return jnp.sum((final - target) ** 2) / jnp.sum((start - target) ** 2)
+
+
+def constant_memory_gradients(
+    model: nn.Module,
+    unravel,
+    images: jax.Array,
+    labels: jax.Array,
+    syn_lr: jax.Array,
+    start: jax.Array,
+    target: jax.Array,
+    key: jax.Array,
+    *,
+    syn_steps: int,
+    batch_syn: int,
+    strategy: str,
+) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    """(loss, (images' gradient, syn_lr's gradient)) as TESLA: trajectory_loss's value, with
+    each step's gradient g_i differentiated in the images it reads but not in its parameters.
+    Two passes over the steps (the second re-runs them), memory independent of syn_steps."""
+    keys = jax.random.split(key, syn_steps)
+    gradient_at = functools.partial(step_gradient, model, unravel, labels=labels,
+                                    batch_syn=batch_syn, strategy=strategy)  # fmt: skip
+
+    def forward(carry, step_key):
+        params, summed = carry
+        gradient = gradient_at(images, params=params, key=step_key)
+        return (params - syn_lr * gradient, summed + gradient), None
+
+    zeros = jnp.zeros_like(start)
+    (final, summed), _ = jax.lax.scan(forward, (start, zeros), keys)
+    scale = jnp.sum((start - target) ** 2)
+    loss = jnp.sum((final - target) ** 2) / scale
+    toward_final = 2.0 * (final - target) / scale  # d loss / d theta_N
+
+    def again(carry, step_key):
+        params, image_grads = carry
+        gradient, pullback = jax.vjp(lambda x: gradient_at(x, params=params, key=step_key), images)
+        image_grads = image_grads + pullback(-syn_lr * toward_final)[0]
+        return (params - syn_lr * gradient, image_grads), None
+
+    (_, image_grads), _ = jax.lax.scan(again, (start, jnp.zeros_like(images)), keys)
+    return loss, (image_grads, -jnp.dot(toward_final, summed))
 
 
 class TrajectoryMatching(OneDeviceMethod):
@@ -92,6 +151,7 @@ class TrajectoryMatching(OneDeviceMethod):
         lr_teacher: float,
         strategy: str,
         batch_syn: int = 0,
+        gradient: str = "exact",
     ):
         self.model, self.image_shape, self.experts = model, image_shape, experts
         self.syn_steps, self.expert_epochs = syn_steps, expert_epochs
@@ -101,7 +161,10 @@ class TrajectoryMatching(OneDeviceMethod):
                 f"The experts have {experts.epochs} epochs, fewer than distill.expert_epochs="
                 f"{expert_epochs}: train longer experts (distill.expert_train_epochs)."
             )
+        if gradient not in GRADIENTS:
+            raise ValueError(f"distill.mtt_gradient must be one of {GRADIENTS}, got {gradient!r}.")
         self.lr_teacher, self.strategy, self.batch_syn = lr_teacher, strategy, batch_syn
+        self.gradient = gradient
         self.optimizer = optax.sgd(learning_rate, momentum=0.5)
         self.lr_optimizer = optax.sgd(lr_lr, momentum=0.5)
         self.unravel = ravel_pytree(fresh_params(model, jax.random.key(0), image_shape))[1]
@@ -119,16 +182,15 @@ class TrajectoryMatching(OneDeviceMethod):
         labels = jnp.repeat(jnp.arange(num_classes), ipc)
         batch_syn = self.batch_syn or num_classes * ipc
 
-        def loss_fn(synthetic, syn_lr):
-            images = synthetic.reshape(-1, *self.image_shape)
-            return trajectory_loss(
-                self.model, self.unravel, images, labels, syn_lr, start, target, key,
-                syn_steps=self.syn_steps, batch_syn=batch_syn, strategy=self.strategy,
-            )  # fmt: skip
-
-        loss, (image_grads, lr_grad) = jax.value_and_grad(loss_fn, argnums=(0, 1))(
-            state.synthetic, state.syn_lr
+        images = state.synthetic.reshape(-1, *self.image_shape)
+        settings = dict(syn_steps=self.syn_steps, batch_syn=batch_syn, strategy=self.strategy)
+        gradients = jax.value_and_grad(trajectory_loss, argnums=(2, 4))
+        if self.gradient == "constant":
+            gradients = constant_memory_gradients
+        loss, (image_grads, lr_grad) = gradients(
+            self.model, self.unravel, images, labels, state.syn_lr, start, target, key, **settings
         )
+        image_grads = image_grads.reshape(state.synthetic.shape)
         updates, opt_state = self.optimizer.update(image_grads, state.opt_state)
         lr_updates, lr_opt_state = self.lr_optimizer.update(lr_grad, state.lr_opt_state)
         synthetic = optax.apply_updates(state.synthetic, updates)
