@@ -165,6 +165,9 @@ def test_an_mtt_run_builds_its_experts_and_resumes_exactly(tmp_path):
     distill_and_evaluate(_config(lr_lr=1e-5), resumed)
     np.testing.assert_array_equal(load_synthetic(resumed.path).images,
                                   load_synthetic(whole.path).images)  # fmt: skip
+    learned = load_synthetic(whole.path).learning_rate  # the set trains with its step size
+    assert learned > 0 and learned != 0.01
+    assert results["evaluations"][-1]["lr"] == pytest.approx(learned)
 
 
 @pytest.mark.parametrize("ipc, steps, start, lr_lr", [(1, 50, 2, 1e-7), (10, 30, 20, 1e-5)])
@@ -178,3 +181,20 @@ def test_an_unknown_mtt_gradient_fails_before_any_data():
     config = _config(mtt_gradient="tesla")
     with pytest.raises(ValueError, match="distill.mtt_gradient must be one of"):
         methods.check_config(config)
+
+
+def test_the_protocol_trains_with_a_learned_step_size_unless_told_not_to():
+    from bird_jax.distill import protocol
+
+    config = tiny_distill_config.get_config("mtt")
+    config.evaluation.epochs = 1
+    images, labels = toy_real(size=8).flat()
+    test = (images, labels)
+    run = protocol.evaluate_set(config, images, labels, test, "convnet", learning_rate=0.003)
+    assert run["lr"] == 0.003
+    config.evaluation.learned_lr = False
+    run = protocol.evaluate_set(config, images, labels, test, "convnet", learning_rate=0.003)
+    assert run["lr"] == config.evaluation.lr
+    config.evaluation.learned_lr = True
+    with pytest.raises(ValueError, match="learned step size is -0.1"):
+        protocol.evaluate_set(config, images, labels, test, "convnet", learning_rate=-0.1)

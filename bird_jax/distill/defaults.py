@@ -110,6 +110,7 @@ def get_config(method: str, variant: str = "cifar10_ipc10") -> ml_collections.Co
     # --config.evaluation.dsa_strategy=none --config.evaluation.epochs=300.
     config.evaluation.epochs = 1000
     config.evaluation.lr = 0.01
+    config.evaluation.learned_lr = True  # a set's learned step size (MTT's) replaces lr
     config.evaluation.momentum = 0.9
     config.evaluation.weight_decay = 5e-4
     config.evaluation.batch_size = 256

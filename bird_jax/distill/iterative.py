@@ -56,9 +56,10 @@ class ShardedReal:
 
 class LearnedSet:
     """What every iterative method tells the run about its set: the learned arrays are the
-    images themselves (`images`), they stand for their class (`label_vectors`), and the set
-    stores its pixels (`stored_values` None). A method that learns something else overrides
-    them (latent DM: codes of a decoder; FRePo: label vectors)."""
+    images themselves (`images`), they stand for their class (`label_vectors`), they train with
+    the protocol's step size (`learning_rate`), and the set stores its pixels (`stored_values`
+    None). A method that learns something else overrides them (latent DM: codes of a decoder;
+    FRePo: label vectors; MTT: the step size)."""
 
     stored_values: int | None = None
 
@@ -68,6 +69,10 @@ class LearnedSet:
 
     def label_vectors(self, state) -> np.ndarray | None:
         """Learned label vectors [C, n, C]; None: the images stand for their class."""
+        return None
+
+    def learning_rate(self, state) -> float | None:
+        """The learned step size to train on the set with; None: the protocol's."""
         return None
 
 

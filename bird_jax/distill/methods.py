@@ -232,7 +232,7 @@ def distill(
     settings = config.distill
     real, whitening = learning_space(config, real)
     init_key, loop_key = keys(config)
-    vectors = None
+    vectors = learning_rate = None
     if settings.method in CORESETS:
         images = select_set(config, init_key, real)
     elif settings.method in REDUCTIONS:
@@ -242,7 +242,6 @@ def distill(
         for iteration in range(settings.iterations):
             state, _ = method.iteration(state, jax.random.fold_in(loop_key, iteration), sharded)
         images = method.images(sharded.shards.merge(state.synthetic))
-        vectors = method.label_vectors(state)
-    return SyntheticSet(
-        images, real.class_names, real.mean, real.std, settings.method, vectors, whitening
-    )
+        vectors, learning_rate = method.label_vectors(state), method.learning_rate(state)
+    return SyntheticSet(images, real.class_names, real.mean, real.std, settings.method, vectors,
+                        whitening, learning_rate)  # fmt: skip

@@ -205,6 +205,10 @@ class TrajectoryMatching(OneDeviceMethod):
         start, target = self.experts.pair(expert, start_epoch, self.expert_epochs)
         return state, jnp.asarray(start), jnp.asarray(target), step_key
 
+    def learning_rate(self, state: MTTState) -> float:
+        """The learned step size: MTT's evaluation trains on the set with it."""
+        return float(state.syn_lr)
+
     def iteration(self, state: MTTState, key: jax.Array, real: ShardedReal):
         del real  # the experts saw it
         state, loss = self.step(*self.step_args(state, key))

@@ -10,6 +10,7 @@ for cross-architecture tables the lightweight CNN, VGG16 with BatchNorm and Conv
 
 from __future__ import annotations
 
+import copy
 import time
 
 import jax
@@ -63,10 +64,20 @@ def evaluate_set(
     *,
     runs: int | None = None,
     seed: int = 0,
+    learning_rate: float | None = None,
 ) -> dict:
     """Trains `runs` fresh `model_name` networks on (images, labels), tests each on `test`.
-    `labels` are classes [N] or learned label vectors [N, C] (trained with FRePo's loss)."""
-    settings = config.evaluation
+    `labels` are classes [N] or learned label vectors [N, C] (trained with FRePo's loss);
+    `learning_rate`, a step size learned with the set (MTT), replaces evaluation.lr where
+    evaluation.learned_lr (as MTT's evaluation)."""
+    settings = copy.deepcopy(config.evaluation)
+    if learning_rate is not None and settings.learned_lr:
+        if not learning_rate > 0:
+            raise ValueError(
+                f"The set's learned step size is {learning_rate}: train it with "
+                "--config.evaluation.learned_lr=False (evaluation.lr instead)."
+            )
+        settings.lr = learning_rate
     runs = runs or settings.runs
     num_classes = labels.shape[1] if labels.ndim == 2 else int(labels.max()) + 1
     model = eval_model(model_name, config, num_classes)
@@ -87,6 +98,7 @@ def evaluate_set(
         "std": float(np.std(accuracies)),
         "runs": runs,
         "epochs": settings.epochs,
+        "lr": settings.lr,
         "dsa_strategy": settings.dsa_strategy,
         "seconds_per_run": float(np.mean(seconds)),
     }

@@ -61,12 +61,13 @@ class _Run:
         self.accounting, self.writer = accounting, writer
         self.results = read_json(workdir.path / RESULTS_FILE) or {"evaluations": []}
 
-    def keep(self, iteration: int, images: np.ndarray, label_vectors=None) -> SyntheticSet:
+    def keep(
+        self, iteration: int, images: np.ndarray, label_vectors=None, learning_rate=None
+    ) -> SyntheticSet:
         """Writes the set, its grid (PNG and TensorBoard) as of `iteration`."""
         real, method = self.real, self.config.distill.method
-        synthetic = SyntheticSet(
-            images, real.class_names, real.mean, real.std, method, label_vectors, self.whitening
-        )
+        synthetic = SyntheticSet(images, real.class_names, real.mean, real.std, method,
+                                 label_vectors, self.whitening, learning_rate)  # fmt: skip
         save_synthetic(synthetic, self.workdir.path)
         grid = grid_image(synthetic)
         grids = self.workdir.path / "grids"
@@ -83,7 +84,13 @@ class _Run:
             kwh_before = self.accounting.kwh_so_far()
             with clock.phase("eval"):
                 result = protocol.evaluate_set(
-                    self.config, images, labels, self.test, name, seed=self.config.seed
+                    self.config,
+                    images,
+                    labels,
+                    self.test,
+                    name,
+                    seed=self.config.seed,
+                    learning_rate=synthetic.learning_rate,
                 )
             result["kwh_per_run"] = (self.accounting.kwh_so_far() - kwh_before) / result["runs"]
             result["iteration"] = iteration
@@ -119,9 +126,10 @@ def _loop(run: _Run, stop: StopRequest | None) -> tuple[SyntheticSet, int | None
     config, settings, workdir = run.config, run.config.distill, run.workdir
     method, sharded, state = methods.start(config, run.real, directory=workdir.path)
 
-    def current(state) -> tuple[np.ndarray, np.ndarray | None]:
-        """The set's images and learned label vectors (None where it learns none)."""
-        return method.images(sharded.shards.merge(state.synthetic)), method.label_vectors(state)
+    def current(state) -> tuple[np.ndarray, np.ndarray | None, float | None]:
+        """The set's images, learned label vectors and step size (None where it learns none)."""
+        images = method.images(sharded.shards.merge(state.synthetic))
+        return images, method.label_vectors(state), method.learning_rate(state)
 
     restored = method.restore(workdir.path, state, sharded.shards)
     start = 0

@@ -37,8 +37,10 @@ def flatten_classes(images) -> tuple[np.ndarray, np.ndarray]:
 @dataclasses.dataclass(frozen=True)
 class SyntheticSet:
     """`images` float32 [C, ipc, H, W, 3] (normalised, class-major), what they stand for, and
-    learned `label_vectors` [C, ipc, C] where the method learns them (None: the class), and
-    the ZCA `whitening` of the space the images live in (None: the normalised space)."""
+    learned `label_vectors` [C, ipc, C] where the method learns them (None: the class), the
+    ZCA `whitening` of the space the images live in (None: the normalised space), and the
+    `learning_rate` to train on them with where the method learns it (MTT; None: the
+    protocol's)."""
 
     images: np.ndarray
     class_names: list[str]
@@ -47,6 +49,7 @@ class SyntheticSet:
     method: str
     label_vectors: np.ndarray | None = None
     whitening: zca.Whitening | None = None
+    learning_rate: float | None = None
 
     @property
     def ipc(self) -> int:
@@ -84,6 +87,7 @@ class SyntheticSet:
             "method": self.method,
             "label_vectors": self.label_vectors is not None,
             "zca_reg": None if self.whitening is None else self.whitening.reg,
+            "learning_rate": self.learning_rate,
         }
 
 
@@ -163,6 +167,7 @@ def load_synthetic(directory: str | Path) -> SyntheticSet:
         meta["method"],
         None if vectors is None else vectors.astype(np.float32).reshape(num_classes, ipc, -1),
         whitening,
+        meta.get("learning_rate"),
     )
 
 
