@@ -41,9 +41,9 @@ def test_a_training_config_is_not_a_distillation_study():
 
 
 def test_a_small_study_writes_its_report_and_reruns_without_recomputing(tmp_path):
-    configs = study.variant_configs(
-        tiny_distill_config.get_config("dm"), ["random", "dm"], ipcs=[1, 2], full_epochs=2
-    )
+    base = tiny_distill_config.get_config("dm")
+    base.distill.eval_at = (2,)  # DM is also evaluated half-way: a curve
+    configs = study.variant_configs(base, ["random", "dm"], ipcs=[1, 2], full_epochs=2)
     rows = study.run_study(configs, tmp_path)
     assert [row["variant"] for row in rows] == ["random_ipc1", "random_ipc2", "dm_ipc1",
                                                 "dm_ipc2", "full"]  # fmt: skip
@@ -52,8 +52,12 @@ def test_a_small_study_writes_its_report_and_reruns_without_recomputing(tmp_path
     assert all(0 <= row["convnet_mean"] <= 1 and row["total_kwh"] > 0 for row in rows)
     assert rows[2]["storage_bytes"] == 10 * 16 * 16 * 3  # DM, one image a class
     report = tmp_path / "report"
-    for name in ("distill.md", "distill.csv", "accuracy_vs_ipc.png", "accuracy_vs_energy.png"):
+    for name in ("distill.md", "distill.csv", "accuracy_vs_ipc.png", "accuracy_vs_energy.png",
+                 "accuracy_vs_iteration.png"):  # fmt: skip
         assert (report / name).is_file()
+    curves = study.accuracy_curves(rows, tmp_path, "convnet")
+    assert [iteration for iteration, _ in curves["dm_ipc2"]] == [2, 4]
+    assert len(curves["random_ipc1"]) == 1 and "full" not in curves  # a level; not drawn
     assert sorted(p.name for p in (report / "grids").iterdir()) == [
         "dm_ipc1.png", "dm_ipc2.png", "random_ipc1.png", "random_ipc2.png"
     ]  # fmt: skip

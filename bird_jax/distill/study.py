@@ -6,8 +6,9 @@
 W/<method>_ipc<N> (a `bird_jax.distill` workdir each: a rerun resumes or skips finished ones),
 plus W/full (the protocol's networks trained on the whole training split, `--full_epochs`), and
 writes W/report: distill.md and distill.csv (accuracy +- std per network, storage, time and
-energy of distilling and of training on the set), accuracy_vs_ipc.png, accuracy_vs_energy.png
-and grids/ (each set's picture).
+energy of distilling and of training on the set), accuracy_vs_ipc.png, accuracy_vs_energy.png,
+accuracy_vs_iteration.png (where variants were also evaluated during distilling:
+distill.eval_at) and grids/ (each set's picture).
 
 Every method starts from its own defaults (bird_jax.distill.defaults); settings given on the
 command line, i.e. those where the base config differs from its method's defaults, apply to
@@ -222,8 +223,37 @@ def _plot_energy(axes, rows: Sequence[dict], model: str) -> None:
     axes.set_title("Accuracy vs energy")
 
 
+def accuracy_curves(rows: Sequence[dict], workdir: Path, model: str) -> dict[str, list]:
+    """{variant: [(iteration, mean test top-1)]} of `model`, every variant but the whole split's
+    (one point for a set made in one go)."""
+    curves = {}
+    for row in rows:
+        results = read_json(workdir / row["variant"] / RESULTS_FILE)
+        points = sorted((e["iteration"], e["mean"]) for e in results.get("evaluations", [])
+                        if e["model"] == model)  # fmt: skip
+        if points and row["method"] != FULL:
+            curves[row["variant"]] = points
+    return curves
+
+
+def _plot_iterations(axes, curves: dict[str, list]) -> None:
+    """Accuracy against distillation iterations (log scale): a line per variant evaluated
+    during distilling, a dashed level for each set made in one go (random, PCA, ...)."""
+    for variant, points in curves.items():
+        if len(points) == 1:
+            axes.axhline(100 * points[0][1], linestyle="--", color="grey", linewidth=1)
+            axes.annotate(variant, (0, 100 * points[0][1]), xycoords=("axes fraction", "data"),
+                          xytext=(4, 3), textcoords="offset points", fontsize=7)  # fmt: skip
+            continue
+        axes.plot(*zip(*[(i, 100 * m) for i, m in points], strict=True), marker="o",
+                  label=variant)  # fmt: skip
+    axes.set_xscale("log")
+    axes.set_xlabel("distillation iterations")
+    axes.set_title("Accuracy vs iterations")
+
+
 def write_report(rows: Sequence[dict], out: Path, workdir: Path) -> list[Path]:
-    """distill.md, distill.csv, the two plots and grids/<variant>.png; the paths written."""
+    """distill.md, distill.csv, the plots and grids/<variant>.png; the paths written."""
     from bird_jax.compare import figure_and_axes
 
     out.mkdir(parents=True, exist_ok=True)
@@ -235,12 +265,17 @@ def write_report(rows: Sequence[dict], out: Path, workdir: Path) -> list[Path]:
         writer.writeheader()
         writer.writerows(rows)
     first = _models(rows)[0] if _models(rows) else None
-    for name, plot in (
-        ("accuracy_vs_ipc.png", _plot_ipc),
-        ("accuracy_vs_energy.png", _plot_energy),
-    ):
+    evaluated = [r for r in rows if f"{first}_mean" in r]
+    plots = {
+        "accuracy_vs_ipc.png": lambda axes: _plot_ipc(axes, evaluated, first),
+        "accuracy_vs_energy.png": lambda axes: _plot_energy(axes, evaluated, first),
+    }
+    curves = accuracy_curves(rows, workdir, first)
+    if any(len(points) > 1 for points in curves.values()):
+        plots["accuracy_vs_iteration.png"] = lambda axes: _plot_iterations(axes, curves)
+    for name, plot in plots.items():
         figure, axes = figure_and_axes()
-        plot(axes, [r for r in rows if f"{first}_mean" in r], first)
+        plot(axes)
         axes.set_ylabel(f"{first} test top-1 (%)")
         axes.grid(alpha=0.3)
         axes.legend(fontsize=8)
