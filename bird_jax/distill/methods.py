@@ -9,6 +9,7 @@ decoded in one call (`reductions.reduce`).
 from __future__ import annotations
 
 import functools
+import time
 from pathlib import Path
 
 import jax
@@ -90,7 +91,11 @@ def learning_space(
     distill.zca, and the whitening; else `real` as it is and None."""
     if not config.distill.zca:
         return real, None
+    start = time.perf_counter()
     whitening = zca.fit(real.flat()[0], config.distill.zca_reg)
+    console.say(f"ZCA whitening fitted on {int(real.counts.sum())} images "
+                f"({whitening.mean.size} values, {whitening.eigenvalues.size} components) in "
+                f"{time.perf_counter() - start:.1f} s.")  # fmt: skip
     return real.mapped(whitening.whiten), whitening
 
 
