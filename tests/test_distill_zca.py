@@ -83,6 +83,13 @@ def test_a_whitening_that_does_not_fit_the_images_is_refused(tmp_path):
                                 other), tmp_path)  # fmt: skip
     with pytest.raises(ValueError, match="does not fit images"):
         load_synthetic(tmp_path)
+    (tmp_path / zca.FILE).unlink()
+    save_synthetic(SyntheticSet(images, real.class_names, real.mean, real.std, "random", None,
+                                zca.fit(real.flat()[0], 0.5)), tmp_path)  # fmt: skip
+    meta = json.loads((tmp_path / "labels.json").read_text())
+    (tmp_path / "labels.json").write_text(json.dumps({**meta, "zca_reg": 0.1}))
+    with pytest.raises(ValueError, match="has ridge 0.5, labels.json 0.1"):
+        load_synthetic(tmp_path)
     (tmp_path / zca.FILE).write_bytes(b"not an npz")
     with pytest.raises(ValueError, match="not a whitening"):
         load_synthetic(tmp_path)
@@ -93,6 +100,34 @@ def test_experts_remember_the_space_they_trained_in(tmp_path):
     experts.check_space(tmp_path, 0.1)  # the same space: fine
     with pytest.raises(ValueError, match="ZCA-whitened images .ridge 0.1.*unwhitened images"):
         experts.check_space(tmp_path, None)
+    older = tmp_path / "older"  # experts written before the record: unwhitened
+    older.mkdir()
+    np.save(older / "expert_0000.npy", np.zeros((3, 4), np.float32))
+    with pytest.raises(ValueError, match="trained on unwhitened images"):
+        experts.check_space(older, 0.1)
+
+
+def test_a_workdir_does_not_resume_in_another_space(tmp_path):
+    from bird_jax.distill.run import distill_and_evaluate
+    from bird_jax.workdir import Workdir
+
+    config = tiny_distill_config.get_config("random")
+    config.evaluation.epochs = 0
+    workdir = Workdir(tmp_path / "w")
+    distill_and_evaluate(config, workdir)
+    config.distill.zca = True
+    with pytest.raises(ValueError, match="learned on unwhitened images, this config asks for "
+                                         "ZCA-whitened images"):  # fmt: skip
+        distill_and_evaluate(config, workdir)
+
+
+def test_the_gram_path_matches_a_float64_reference_closely():
+    images = correlated_images(30, size=4)  # 30 images of 48 values
+    whitening = zca.fit(images, reg=0.1)
+    assert whitening.basis.shape == (48, 29)  # centring removes one direction
+    mean, matrix = reference_whitening(images, 0.1)
+    expected = (images.reshape(30, -1) - mean) @ matrix
+    np.testing.assert_allclose(whitening.whiten(images).reshape(30, -1), expected, atol=2e-4)
 
 
 @pytest.mark.parametrize(

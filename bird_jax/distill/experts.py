@@ -22,7 +22,7 @@ import numpy as np
 from absl import logging
 from jax.flatten_util import ravel_pytree
 
-from bird_jax.distill import nets
+from bird_jax.distill import nets, zca
 from bird_jax.distill.real import RealData
 
 EXPERT_LEARNING_RATE = 0.01  # official lr_teacher
@@ -33,24 +33,24 @@ def expert_path(directory: Path, index: int) -> Path:
     return Path(directory) / f"expert_{index:04d}.npy"
 
 
-def _space_name(zca_reg: float | None) -> str:
-    return "unwhitened images" if zca_reg is None else f"ZCA-whitened images (ridge {zca_reg})"
-
-
 def check_space(directory: Path, zca_reg: float | None) -> None:
-    """Records in a new expert directory the space its experts train in (`zca_reg`: the ZCA
-    ridge, None for the normalised pixels); ValueError if the directory's experts trained in
-    another."""
-    path = Path(directory) / SPACE_FILE
+    """Records in an expert directory the space its experts train in (`zca_reg`: the ZCA ridge,
+    None for the normalised pixels); ValueError if its experts trained in another. Experts
+    written before the record existed trained on unwhitened images."""
+    directory = Path(directory)
+    path = directory / SPACE_FILE
     if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"zca_reg": zca_reg}))
-        return
+        directory.mkdir(parents=True, exist_ok=True)
+        recorded = None if any(directory.glob("expert_*.npy")) else zca_reg
+        partial = path.with_suffix(".partial")
+        partial.write_text(json.dumps({"zca_reg": recorded}))
+        partial.replace(path)
     recorded = json.loads(path.read_text()).get("zca_reg")
     if recorded != zca_reg:
         raise ValueError(
-            f"The experts in {directory} trained on {_space_name(recorded)}, this run learns on "
-            f"{_space_name(zca_reg)}: set distill.zca/zca_reg as they were, or use other experts."
+            f"The experts in {directory} trained on {zca.describe(recorded)}, this run learns "
+            f"on {zca.describe(zca_reg)}: set distill.zca/zca_reg as they were, or use other "
+            "experts."
         )
 
 

@@ -12,6 +12,7 @@ and TensorBoard events (loss, images, accuracies).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import jax
 import ml_collections
@@ -20,7 +21,7 @@ from PIL import Image
 
 from bird_jax import console, efficiency
 from bird_jax.data.sources import load_splits
-from bird_jax.distill import methods, protocol, reductions
+from bird_jax.distill import methods, protocol, reductions, zca
 from bird_jax.distill.defaults import CORESETS, ONE_SHOT, REDUCTIONS
 from bird_jax.distill.real import (
     RealData,
@@ -31,7 +32,7 @@ from bird_jax.distill.real import (
     split_counts,
 )
 from bird_jax.distill.state_file import saved_iteration
-from bird_jax.distill.synthetic import SyntheticSet, save_synthetic
+from bird_jax.distill.synthetic import LABELS_FILE, SyntheticSet, save_synthetic
 from bird_jax.efficiency import flops
 from bird_jax.figures import image_grid
 from bird_jax.signals import Stopped, StopRequest
@@ -177,6 +178,19 @@ def _loop(run: _Run, stop: StopRequest | None) -> tuple[SyntheticSet, int | None
     return synthetic, method.stored_values
 
 
+def check_space(directory: Path, config: ml_collections.ConfigDict) -> None:
+    """ValueError if `directory` holds a set learned in another space (whitened or not) than
+    config.distill asks for: resuming it would mix the two."""
+    meta = read_json(directory / LABELS_FILE)
+    wanted = config.distill.zca_reg if config.distill.zca else None
+    if meta and meta.get("zca_reg") != wanted:
+        raise ValueError(
+            f"{directory} holds a set learned on {zca.describe(meta.get('zca_reg'))}, this "
+            f"config asks for {zca.describe(wanted)}: use another workdir, or set "
+            "distill.zca/zca_reg as they were."
+        )
+
+
 def distill_and_evaluate(
     config: ml_collections.ConfigDict, workdir: Workdir, stop: StopRequest | None = None
 ) -> dict:
@@ -190,13 +204,12 @@ def distill_and_evaluate(
     counts = split_counts(info, data.train_split)
     check_images_per_class(counts, info.class_names, config.distill.ipc)
     reductions.check_budget(config, info.num_classes, int(min(counts)))
+    check_space(workdir.path, config)
     workdir.create()
     workdir.write_config(config)
     console.say(f"Loading {data.train_split} and {data.eval_split} of {info.num_classes} classes.")
     real = load_real(data, data.train_split, info)
     test_images, test_labels = load_images(data, data.eval_split, info)
-    real, whitening = methods.learning_space(config, real)  # the test images go the same way
-    test = (test_images if whitening is None else whitening.whiten(test_images), test_labels)
     num_classes, settings = real.num_classes, config.distill
     batch = min(settings.batch_real, int(real.counts.min()))
     # A resumed run's efficiency.json keeps the earlier segments and sums them.
@@ -204,6 +217,9 @@ def distill_and_evaluate(
     accounting = efficiency.RunAccounting(
         config, images_per_step=num_classes * batch, workdir=workdir, start_step=start
     )
+    with accounting.clock.phase("input_wait"):  # counted: the whitening's fit is the run's
+        real, whitening = methods.learning_space(config, real)  # the test images go the same way
+        test = (test_images if whitening is None else whitening.whiten(test_images), test_labels)
     writer = create_writer(str(workdir))
     run = _Run(config, workdir, real, whitening, test, accounting, writer)
     console.say(

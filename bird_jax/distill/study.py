@@ -236,11 +236,12 @@ def accuracy_curves(rows: Sequence[dict], workdir: Path, model: str) -> dict[str
     return curves
 
 
-def _plot_iterations(axes, curves: dict[str, list]) -> None:
-    """Accuracy against distillation iterations (log scale): a line per variant evaluated
-    during distilling, a dashed level for each set made in one go (random, PCA, ...)."""
+def _plot_iterations(axes, rows: Sequence[dict], curves: dict[str, list]) -> None:
+    """Accuracy against distillation iterations (log scale): a line per iterative variant, a
+    dashed level for each set made in one go (random, PCA, ...)."""
+    method = {row["variant"]: row["method"] for row in rows}
     for variant, points in curves.items():
-        if len(points) == 1:
+        if method[variant] in defaults.ONE_SHOT:
             axes.axhline(100 * points[0][1], linestyle="--", color="grey", linewidth=1)
             axes.annotate(variant, (0, 100 * points[0][1]), xycoords=("axes fraction", "data"),
                           xytext=(4, 3), textcoords="offset points", fontsize=7)  # fmt: skip
@@ -272,7 +273,7 @@ def write_report(rows: Sequence[dict], out: Path, workdir: Path) -> list[Path]:
     }
     curves = accuracy_curves(rows, workdir, first)
     if any(len(points) > 1 for points in curves.values()):
-        plots["accuracy_vs_iteration.png"] = lambda axes: _plot_iterations(axes, curves)
+        plots["accuracy_vs_iteration.png"] = lambda axes: _plot_iterations(axes, rows, curves)
     for name, plot in plots.items():
         figure, axes = figure_and_axes()
         plot(axes)

@@ -104,7 +104,8 @@ def initial_images(key: jax.Array, real: RealData, ipc: int, init: str) -> np.nd
 
 
 def save_synthetic(synthetic: SyntheticSet, directory: str | Path) -> None:
-    """Writes synthetic.npz and labels.json into `directory` (each replaced atomically)."""
+    """Writes synthetic.npz and labels.json into `directory` (each replaced atomically), and
+    the set's whitening.npz where it has one and the directory none yet."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     images, labels = synthetic.flat()
@@ -115,8 +116,8 @@ def save_synthetic(synthetic: SyntheticSet, directory: str | Path) -> None:
     with open(partial, "wb") as file:
         np.savez(file, **arrays)
     partial.replace(directory / IMAGES_FILE)
-    if synthetic.whitening is not None:
-        zca.save(synthetic.whitening, directory)
+    if synthetic.whitening is not None and not (directory / zca.FILE).is_file():
+        zca.save(synthetic.whitening, directory)  # once: a run's whitening does not change
     partial = directory / (LABELS_FILE + ".partial")
     partial.write_text(json.dumps(synthetic.metadata(), indent=1))
     partial.replace(directory / LABELS_FILE)
@@ -159,6 +160,9 @@ def load_synthetic(directory: str | Path) -> SyntheticSet:
         whitening = zca.load(directory)
         if whitening.mean.size != np.prod(images.shape[1:]):
             raise _fail(directory, f"{zca.FILE} does not fit images of {images.shape[1:]}")
+        if whitening.reg != meta["zca_reg"]:
+            raise _fail(directory, f"{zca.FILE} has ridge {whitening.reg}, {LABELS_FILE} "
+                                   f"{meta['zca_reg']}")  # fmt: skip
     return SyntheticSet(
         images.astype(np.float32).reshape(num_classes, ipc, *images.shape[1:]),
         list(meta["class_names"]),

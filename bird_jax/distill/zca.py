@@ -2,9 +2,11 @@
 
 Fitted on the normalised training images flattened to D values: with the covariance
 C = U diag(lambda) U^T (unbiased, as kornia's `ZCAWhitening` the MTT code uses), an image x maps
-to (x - mean) U diag((lambda + reg)^-1/2) U^T, and `colour` inverts it. Only the r eigenvectors
-with a non-zero eigenvalue are kept ([D, r]; r < D when there are fewer images than values, as
-for bird photos at 64 px): the rest of the space has eigenvalue 0 and is scaled by reg^-1/2.
+to (x - mean) U diag((lambda + reg)^-1/2) U^T, and `colour` inverts it. With fewer images than
+values (bird photos at 64 px) the covariance has rank r < D: only its r eigenvectors with an
+eigenvalue above rounding are kept ([D, r], through the N x N Gram matrix), and the rest of the
+space (eigenvalue 0) is scaled by reg^-1/2. FRePo's own code whitens as KIP's (each image
+standardised first, the ridge 0.1 x the mean eigenvalue); bird_jax uses MTT's for both.
 A set learned in this space is saved with its whitening (whitening.npz), so its evaluation
 whitens the real test images the same way and its pictures are coloured back to pixels.
 """
@@ -17,7 +19,12 @@ from pathlib import Path
 import numpy as np
 
 FILE = "whitening.npz"
-_RELATIVE_RANK_TOLERANCE = 1e-6  # eigenvalues below this x the largest count as zero
+_BLOCK = 4096  # images at a time: the N x D temporaries stay small
+
+
+def describe(reg: float | None) -> str:
+    """The space of ridge `reg` in words (None: not whitened)."""
+    return "unwhitened images" if reg is None else f"ZCA-whitened images (ridge {reg})"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,25 +36,32 @@ class Whitening:
     eigenvalues: np.ndarray
     reg: float
 
-    def _apply(self, flat: np.ndarray, scales: np.ndarray, rest: float) -> np.ndarray:
-        """flat @ (U diag(scales) U^T + rest (I - U U^T)), in float32."""
-        coefficients = flat @ self.basis
-        return flat * rest + (coefficients * (scales - rest)) @ self.basis.T
+    def _apply(self, images, shift: np.ndarray, scales: np.ndarray, rest: float,
+               offset: np.ndarray) -> np.ndarray:  # fmt: skip
+        """(x - shift) @ (U diag(scales) U^T + rest (I - U U^T)) + offset per image, float32,
+        a block of images at a time."""
+        images = np.asarray(images, np.float32)
+        flat = images.reshape(-1, self.mean.size)
+        out = np.empty_like(flat)
+        for begin in range(0, len(flat), _BLOCK):
+            block = flat[begin : begin + _BLOCK] - shift
+            coefficients = block @ self.basis
+            out[begin : begin + _BLOCK] = (
+                block * rest + (coefficients * (scales - rest)) @ self.basis.T + offset
+            )
+        return out.reshape(images.shape)
 
     def whiten(self, images) -> np.ndarray:
         """Normalised images [..., H, W, 3] -> whitened, same shape."""
-        images = np.asarray(images, np.float32)
-        flat = images.reshape(-1, self.mean.size) - self.mean
         scales = 1.0 / np.sqrt(self.eigenvalues + self.reg)
-        return self._apply(flat, scales, 1.0 / np.sqrt(self.reg)).reshape(images.shape)
+        zero = np.zeros_like(self.mean)
+        return self._apply(images, self.mean, scales, 1.0 / np.sqrt(self.reg), zero)
 
     def colour(self, images) -> np.ndarray:
         """Whitened images -> the normalised space they were whitened from (the inverse)."""
-        images = np.asarray(images, np.float32)
-        flat = images.reshape(-1, self.mean.size)
         scales = np.sqrt(self.eigenvalues + self.reg)
-        coloured = self._apply(flat, scales, float(np.sqrt(self.reg))) + self.mean
-        return coloured.reshape(images.shape)
+        zero = np.zeros_like(self.mean)
+        return self._apply(images, zero, scales, float(np.sqrt(self.reg)), self.mean)
 
 
 def fit(images: np.ndarray, reg: float) -> Whitening:
@@ -58,17 +72,19 @@ def fit(images: np.ndarray, reg: float) -> Whitening:
     count, dims = flat.shape
     if count < 2:
         raise ValueError(f"ZCA whitening needs at least 2 images to fit, got {count}.")
-    mean = flat.mean(axis=0)
-    centred = flat - mean
-    if count > dims:  # the covariance itself, D x D
-        covariance = (centred.T @ centred).astype(np.float64) / (count - 1)
-        eigenvalues, basis = np.linalg.eigh(covariance)
+    mean = flat.mean(axis=0, dtype=np.float64).astype(np.float32)
+    if count > dims:  # the covariance itself, D x D, summed in float64 a block at a time
+        covariance = np.zeros((dims, dims), np.float64)
+        for begin in range(0, count, _BLOCK):
+            block = (flat[begin : begin + _BLOCK] - mean).astype(np.float64)
+            covariance += block.T @ block
+        eigenvalues, basis = np.linalg.eigh(covariance / (count - 1))
     else:  # through the N x N Gram matrix: its eigenvectors map to C's with the same values
-        gram = (centred @ centred.T).astype(np.float64) / (count - 1)
-        eigenvalues, vectors = np.linalg.eigh(gram)
-        kept = eigenvalues > _RELATIVE_RANK_TOLERANCE * eigenvalues.max()
+        centred = (flat - mean).astype(np.float64)
+        eigenvalues, vectors = np.linalg.eigh(centred @ centred.T / (count - 1))
+        kept = eigenvalues > dims * np.finfo(np.float64).eps * eigenvalues.max()  # not rounding
         eigenvalues, vectors = eigenvalues[kept], vectors[:, kept]
-        basis = (centred.T.astype(np.float64) @ vectors) / np.sqrt((count - 1) * eigenvalues)
+        basis = (centred.T @ vectors) / np.sqrt((count - 1) * eigenvalues)
     eigenvalues = np.clip(eigenvalues, 0.0, None)
     return Whitening(mean, basis.astype(np.float32), eigenvalues.astype(np.float32), float(reg))
 
