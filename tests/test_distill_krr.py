@@ -135,3 +135,23 @@ def test_shipped_frepo_config_holds_the_official_settings():
     settings = config.distill
     assert (settings.iterations, settings.lr_img, settings.batch_real) == (500_000, 3e-4, 1024)
     assert (settings.pool_size, settings.max_online_updates, settings.flip) == (10, 100, True)
+
+
+@pytest.mark.parametrize("learned, target_dims", [(True, 2), (False, 1)])
+def test_a_frepo_set_is_evaluated_on_its_label_vectors_or_its_classes(
+    tmp_path, monkeypatch, learned, target_dims
+):
+    from bird_jax.distill import protocol
+    from bird_jax.distill.run import distill_and_evaluate
+
+    targets = []
+
+    def record(config, images, labels, test, name, **_):
+        targets.append(labels)
+        return {"runs": 1, "mean": 0.0, "std": 0.0, "seconds_per_run": 0.0}
+
+    monkeypatch.setattr(protocol, "evaluate_set", record)
+    config = _frepo_config()
+    config.distill.iterations, config.evaluation.learned_labels = 1, learned
+    distill_and_evaluate(config, Workdir(tmp_path / "w"))
+    assert targets[-1].ndim == target_dims and len(targets[-1]) == 20

@@ -111,6 +111,9 @@ def get_config(method: str, variant: str = "cifar10_ipc10") -> ml_collections.Co
     config.evaluation.epochs = 1000
     config.evaluation.lr = 0.01
     config.evaluation.learned_lr = True  # a set's learned step size (MTT's) replaces lr
+    # A set's learned label vectors (FRePo's) as targets, with FRePo's regression loss; False:
+    # its class labels with cross-entropy, as every other set.
+    config.evaluation.learned_labels = True
     config.evaluation.momentum = 0.9
     config.evaluation.weight_decay = 5e-4
     config.evaluation.batch_size = 256

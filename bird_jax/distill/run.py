@@ -79,7 +79,9 @@ class _Run:
         return synthetic
 
     def evaluate(self, iteration: int, synthetic: SyntheticSet, model_names) -> None:
-        images, labels = synthetic.training_targets()
+        images, labels = synthetic.flat()
+        if self.config.evaluation.learned_labels:  # FRePo's label vectors, where it has them
+            images, labels = synthetic.training_targets()
         clock = self.accounting.clock
         for name in model_names:
             kwh_before = self.accounting.kwh_so_far()
