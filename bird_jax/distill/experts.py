@@ -13,15 +13,15 @@ ridge, or none), so a run learning in another space does not match their traject
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import flax.linen as nn
 import jax
 import numpy as np
-from absl import logging
 from jax.flatten_util import ravel_pytree
 
+from bird_jax import console
 from bird_jax.distill import nets, zca
 from bird_jax.distill.real import RealData
 
@@ -60,9 +60,16 @@ def experts_for_process(count: int, process_index: int, process_count: int) -> r
 
 
 def train_trajectory(
-    model: nn.Module, key: jax.Array, real: RealData, epochs: int, strategy: str, batch: int = 256
+    model: nn.Module,
+    key: jax.Array,
+    real: RealData,
+    epochs: int,
+    strategy: str,
+    batch: int = 256,
+    on_epoch: Callable[[int, float], None] | None = None,
 ) -> np.ndarray:
-    """float32 [epochs + 1, P]: the flattened parameters before training and after each epoch."""
+    """float32 [epochs + 1, P]: the flattened parameters before training and after each epoch
+    (`on_epoch(epoch, last batch loss)` after each)."""
     trainer = nets.NetTrainer(model, nets.sgd(EXPERT_LEARNING_RATE), strategy)
     init_key, key = jax.random.split(key)
     state = trainer.init(init_key, real.image_shape)
@@ -72,7 +79,8 @@ def train_trajectory(
         state, loss = trainer.train_epoch(state, images, labels, jax.random.fold_in(key, epoch),
                                           batch)  # fmt: skip
         trajectory.append(np.asarray(ravel_pytree(state.params)[0]))
-        logging.info("expert epoch %d: last batch loss %.4f", epoch + 1, float(loss))
+        if on_epoch is not None:
+            on_epoch(epoch + 1, float(loss))
     return np.stack(trajectory).astype(np.float32)
 
 
@@ -86,16 +94,24 @@ def build_experts(
     strategy: str,
 ) -> list[Path]:
     """Trains and writes the experts of `indices` not yet in `directory` (expert i from
-    fold_in(key, i)); returns every requested expert's path."""
+    fold_in(key, i)), a progress line per epoch; returns every requested expert's path."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    missing = [i for i in indices if not expert_path(directory, i).is_file()]
+    progress = console.Progress(0, len(missing) * epochs)
+    progress.started(0)
     paths = []
     for index in indices:
         path = expert_path(directory, index)
-        if not path.is_file():
-            trajectory = train_trajectory(
-                model, jax.random.fold_in(key, index), real, epochs, strategy
-            )
+        if index in missing:
+            done = missing.index(index) * epochs
+
+            def report(epoch: int, loss: float, index=index, done=done) -> None:
+                line = progress.line(done + epoch, {"loss": loss})
+                console.say(f"expert {index}, epoch {epoch}/{epochs}: {line}")
+
+            trajectory = train_trajectory(model, jax.random.fold_in(key, index), real, epochs,
+                                          strategy, on_epoch=report)  # fmt: skip
             partial = path.with_suffix(".partial.npy")
             np.save(partial, trajectory)
             partial.replace(path)
