@@ -97,25 +97,25 @@ def build_experts(
     fold_in(key, i)), a progress line per epoch; returns every requested expert's path."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    missing = [i for i in indices if not expert_path(directory, i).is_file()]
+    indices = list(indices)
+    paths = [expert_path(directory, index) for index in indices]
+    missing = [(index, path) for index, path in zip(indices, paths, strict=True)
+               if not path.is_file()]  # fmt: skip
+    if missing:
+        console.say(f"Training {len(missing)} expert(s) of {epochs} epochs into {directory}.")
     progress = console.Progress(0, len(missing) * epochs)
     progress.started(0)
-    paths = []
-    for index in indices:
-        path = expert_path(directory, index)
-        if index in missing:
-            done = missing.index(index) * epochs
+    for done, (index, path) in enumerate(missing):
 
-            def report(epoch: int, loss: float, index=index, done=done) -> None:
-                line = progress.line(done + epoch, {"loss": loss})
-                console.say(f"expert {index}, epoch {epoch}/{epochs}: {line}")
+        def report(epoch: int, loss: float, index=index, done=done * epochs) -> None:
+            line = progress.line(done + epoch, {"loss": loss})
+            console.say(f"expert {index}, epoch {epoch}/{epochs}: {line}")
 
-            trajectory = train_trajectory(model, jax.random.fold_in(key, index), real, epochs,
-                                          strategy, on_epoch=report)  # fmt: skip
-            partial = path.with_suffix(".partial.npy")
-            np.save(partial, trajectory)
-            partial.replace(path)
-        paths.append(path)
+        trajectory = train_trajectory(model, jax.random.fold_in(key, index), real, epochs,
+                                      strategy, on_epoch=report)  # fmt: skip
+        partial = path.with_suffix(".partial.npy")
+        np.save(partial, trajectory)
+        partial.replace(path)
     return paths
 
 

@@ -53,14 +53,9 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         raise ValueError(f"distill.init must be one of {INITS}, got {settings.init!r}.")
     dsa.parse_strategy(settings.dsa_strategy)
     dsa.parse_strategy(config.evaluation.dsa_strategy)
-    if settings.mtt_gradient not in mtt.GRADIENTS:
-        raise ValueError(
-            f"distill.mtt_gradient must be one of {mtt.GRADIENTS}, got {settings.mtt_gradient!r}."
-        )
-    if settings.zca and settings.zca_reg <= 0:
-        raise ValueError(
-            f"distill.zca_reg must be > 0 (the ridge on the eigenvalues), got {settings.zca_reg}."
-        )
+    mtt.check_gradient(settings.mtt_gradient)
+    if settings.zca:
+        zca.check_reg(settings.zca_reg)
     if config.model_name != "convnet" and settings.method not in ("random", *REDUCTIONS):
         raise ValueError(
             f"distill.method={settings.method!r} embeds with ConvNet: set model_name='convnet' "
@@ -84,15 +79,20 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         raise ValueError(f"distill.iterations must be >= 0, got {settings.iterations}.")
 
 
+def zca_reg(config: ml_collections.ConfigDict) -> float | None:
+    """The ZCA ridge of the space config.distill learns in; None: unwhitened."""
+    return config.distill.zca_reg if config.distill.zca else None
+
+
 def learning_space(
     config: ml_collections.ConfigDict, real: RealData
 ) -> tuple[RealData, zca.Whitening | None]:
     """`real` in the space its set is learned in: ZCA-whitened (fitted on `real` itself) where
     distill.zca, and the whitening; else `real` as it is and None."""
-    if not config.distill.zca:
+    if zca_reg(config) is None:
         return real, None
     start = time.perf_counter()
-    whitening = zca.fit(real.flat()[0], config.distill.zca_reg)
+    whitening = zca.fit(real.flat()[0], zca_reg(config))
     console.say(f"ZCA whitening fitted on {int(real.counts.sum())} images "
                 f"({whitening.mean.size} values, {whitening.eigenvalues.size} components) in "
                 f"{time.perf_counter() - start:.1f} s.")  # fmt: skip
@@ -112,17 +112,11 @@ def expert_store(
     if not settings.experts and directory is None:
         raise ValueError("MTT needs distill.experts (a directory of expert_*.npy) here.")
     where = Path(settings.experts) if settings.experts else Path(directory) / "experts"
-    experts.check_space(where, settings.zca_reg if settings.zca else None)
+    experts.check_space(where, zca_reg(config))
     model = _model(config, real.num_classes)
-    missing = [
-        i for i in range(settings.num_experts) if not experts.expert_path(where, i).is_file()
-    ]
-    if missing:
-        console.say(f"Training {len(missing)} expert(s) of {settings.expert_train_epochs} epochs "
-                    f"into {where}.")  # fmt: skip
     key = jax.random.fold_in(keys(config)[0], 1)
-    experts.build_experts(model, key, real, where, missing, settings.expert_train_epochs,
-                          settings.dsa_strategy)  # fmt: skip
+    experts.build_experts(model, key, real, where, range(settings.num_experts),
+                          settings.expert_train_epochs, settings.dsa_strategy)  # fmt: skip
     num_params = sum(int(np.size(leaf)) for leaf in jax.tree.leaves(
         iterative.fresh_params(model, jax.random.key(0), real.image_shape)))  # fmt: skip
     return experts.ExpertStore(where, num_params)

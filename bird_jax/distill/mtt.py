@@ -49,6 +49,12 @@ class MTTState(NamedTuple):
 GRADIENTS = ("exact", "constant")
 
 
+def check_gradient(gradient: str) -> None:
+    """ValueError unless `gradient` is one of GRADIENTS."""
+    if gradient not in GRADIENTS:
+        raise ValueError(f"distill.mtt_gradient must be one of {GRADIENTS}, got {gradient!r}.")
+
+
 def step_gradient(model: nn.Module, unravel, images, labels, params, key, *, batch_syn: int,
                   strategy: str) -> jax.Array:  # fmt: skip
     """The flat parameter gradient of one unrolled step: cross-entropy on `batch_syn` of the
@@ -161,8 +167,7 @@ class TrajectoryMatching(OneDeviceMethod):
                 f"The experts have {experts.epochs} epochs, fewer than distill.expert_epochs="
                 f"{expert_epochs}: train longer experts (distill.expert_train_epochs)."
             )
-        if gradient not in GRADIENTS:
-            raise ValueError(f"distill.mtt_gradient must be one of {GRADIENTS}, got {gradient!r}.")
+        check_gradient(gradient)
         self.lr_teacher, self.strategy, self.batch_syn = lr_teacher, strategy, batch_syn
         self.gradient = gradient
         self.optimizer = optax.sgd(learning_rate, momentum=0.5)

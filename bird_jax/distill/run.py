@@ -79,9 +79,8 @@ class _Run:
         return synthetic
 
     def evaluate(self, iteration: int, synthetic: SyntheticSet, model_names) -> None:
-        images, labels = synthetic.flat()
-        if self.config.evaluation.learned_labels:  # FRePo's label vectors, where it has them
-            images, labels = synthetic.training_targets()
+        learned = self.config.evaluation.learned_labels  # FRePo's label vectors, where it has them
+        images, labels = synthetic.training_targets() if learned else synthetic.flat()
         clock = self.accounting.clock
         for name in model_names:
             kwh_before = self.accounting.kwh_so_far()
@@ -184,7 +183,7 @@ def check_space(directory: Path, config: ml_collections.ConfigDict) -> None:
     """ValueError if `directory` holds a set learned in another space (whitened or not) than
     config.distill asks for: resuming it would mix the two."""
     meta = read_json(directory / LABELS_FILE)
-    wanted = config.distill.zca_reg if config.distill.zca else None
+    wanted = methods.zca_reg(config)
     if meta and meta.get("zca_reg") != wanted:
         raise ValueError(
             f"{directory} holds a set learned on {zca.describe(meta.get('zca_reg'))}, this "

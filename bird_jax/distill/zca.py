@@ -64,10 +64,15 @@ class Whitening:
         return self._apply(images, zero, scales, float(np.sqrt(self.reg)), self.mean)
 
 
-def fit(images: np.ndarray, reg: float) -> Whitening:
-    """The whitening of `images` [N, H, W, 3] with ridge `reg` added to the eigenvalues."""
+def check_reg(reg: float) -> None:
+    """ValueError unless the ridge `reg` is positive."""
     if reg <= 0:
         raise ValueError(f"distill.zca_reg must be > 0 (the ridge on the eigenvalues), got {reg}.")
+
+
+def fit(images: np.ndarray, reg: float) -> Whitening:
+    """The whitening of `images` [N, H, W, 3] with ridge `reg` added to the eigenvalues."""
+    check_reg(reg)
     flat = np.asarray(images, np.float32).reshape(len(images), -1)
     count, dims = flat.shape
     if count < 2:
