@@ -1,6 +1,7 @@
 """Tests for MTT (bird_jax.distill.mtt, bird_jax.distill.experts): the unrolled gradient against
 finite differences, rematerialisation, expert files, the loss on a tiny problem, resume."""
 
+import functools
 from types import SimpleNamespace
 
 import flax.linen as nn
@@ -113,6 +114,34 @@ def test_the_constant_memory_gradient_leaves_out_the_paths_through_earlier_steps
     np.testing.assert_allclose(lr_grad, expected_lr, rtol=1e-4)
     exact_images = jax.grad(loss)(images, lr)
     assert not np.allclose(image_grad, exact_images, rtol=1e-3)  # an approximation past N = 1
+
+
+def test_on_cpu_the_steps_run_convolutions_as_matmuls_with_the_same_result():
+    matmul_net = mtt.loop_friendly(TINY)
+    assert jax.default_backend() == "cpu" and matmul_net.patch_matmul
+    images, loss, _, _ = _problem(jnp.float32)
+    _, matmul_loss, _, _ = _problem(jnp.float32, matmul_net)
+    lr = jnp.asarray(0.05)
+    ours, reference = (
+        jax.value_and_grad(f, argnums=(0, 1))(images, lr) for f in (matmul_loss, loss)
+    )
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7), ours, reference
+    )
+
+
+def test_an_iterations_flops_count_every_unrolled_step(tmp_path):
+    from bird_jax.efficiency import flops
+
+    method, sharded, state = methods.start(
+        _config(), toy_real(per_class=(8, 8, 8)), directory=tmp_path
+    )
+    key = jax.random.key(0)
+    step = functools.partial(method._step, unroll=True)  # all 3 steps written out: no loop
+    unrolled = flops.step_cost(step, *method.step_args(state, key)).total
+    rolled = flops.step_cost(method.step, *method.step_args(state, key)).total
+    assert method.flops_per_iteration(state, key, sharded) == pytest.approx(unrolled, rel=1e-3)
+    assert rolled < 0.5 * unrolled  # what XLA says of the loop: one step's worth
 
 
 def test_experts_are_written_once_read_in_pairs_and_checked(tmp_path):

@@ -14,7 +14,13 @@ import pytest
 
 from bird_jax import models
 from bird_jax.models import inverted_residual, lightweight
-from bird_jax.models.common import BatchNorm, DepthwiseConv, PointwiseConv, drop_path
+from bird_jax.models.common import (
+    BatchNorm,
+    DepthwiseConv,
+    PointwiseConv,
+    drop_path,
+    patch_matmul_conv,
+)
 from bird_jax.models.convnext import drop_path_rates
 from bird_jax.models.vit import resample_position_embeddings
 
@@ -467,6 +473,36 @@ def test_pointwise_conv_is_a_1x1_conv_with_the_same_parameters():
     jax.tree.map(
         lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5), ours, expected
     )
+
+
+@pytest.mark.parametrize(
+    "kernel_size,strides,padding", [(3, 1, 1), (3, 2, 1), (3, 1, "SAME"), (5, 2, "VALID")]
+)
+def test_patch_matmul_conv_matches_xla_convolution_to_second_order(kernel_size, strides, padding):
+    x = jax.random.normal(jax.random.key(0), (2, 9, 10, 4))
+    kwargs = dict(features=6, kernel_size=(kernel_size,) * 2, strides=strides, padding=padding)
+    ours, reference = nn.Conv(**kwargs, conv_general_dilated=patch_matmul_conv), nn.Conv(**kwargs)
+    variables = reference.init(jax.random.key(1), x)
+    assert "conv_general_dilated" not in str(jax.make_jaxpr(ours.apply)(variables, x))
+
+    def input_gradient_norm(module, variables):  # second order: MTT differentiates a gradient
+        gradient = jax.grad(lambda x: jnp.sum(jnp.tanh(module.apply(variables, x))))(x)
+        return jnp.sum(gradient**2)
+
+    np.testing.assert_allclose(ours.apply(variables, x), reference.apply(variables, x), atol=1e-5)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+        jax.grad(input_gradient_norm, argnums=1)(ours, variables),
+        jax.grad(input_gradient_norm, argnums=1)(reference, variables),
+    )
+
+
+def test_patch_matmul_conv_refuses_what_it_does_not_compute():
+    x, kernel = jnp.ones((1, 8, 8, 4)), jnp.ones((3, 3, 2, 6))
+    with pytest.raises(ValueError, match="grouped convolutions are not supported"):
+        patch_matmul_conv(x, kernel, (1, 1), "SAME", feature_group_count=2)
+    with pytest.raises(ValueError, match="dilated convolutions are not supported"):
+        patch_matmul_conv(x, kernel[:, :, :4], (1, 1), "SAME", rhs_dilation=(2, 2))
 
 
 @pytest.mark.parametrize("layer", ["depthwise", "pointwise"])

@@ -14,6 +14,9 @@ activations; "constant" is TESLA's gradient (Cui et al., ICML 2023): theta_N = t
 lr * sum_i g_i, and each g_i is differentiated in its own images only, not through the earlier
 steps' parameters, so a second pass re-runs the steps and accumulates the images' gradient with
 memory independent of N (exact for N = 1; peak memory against N: BENCHMARKS.md).
+On CPU a ConvNet computes its convolutions as matmuls (ConvNet.patch_matmul): XLA:CPU runs
+convolutions inside the steps' scan up to 100x slower than outside. XLA's cost analysis counts a
+loop body once, so the FLOPs of an iteration are extrapolated from one and two unrolled steps.
 One device: the network couples every class.
 """
 
@@ -34,6 +37,7 @@ from bird_jax.distill.experts import ExpertStore
 from bird_jax.distill.iterative import OneDeviceMethod, ShardedReal, fresh_params
 from bird_jax.distill.nets import cross_entropy
 from bird_jax.efficiency import flops
+from bird_jax.models import ConvNet
 
 
 class MTTState(NamedTuple):
@@ -83,9 +87,11 @@ def trajectory_loss(
     batch_syn: int,
     strategy: str,
     remat: bool = True,
+    unroll: int | bool = 1,
 ) -> jax.Array:
     """MTT's normalised parameter distance after `syn_steps` SGD steps from `start` on the
-    images [n, H, W, 3] with class `labels` [n] (differentiable in images and syn_lr)."""
+    images [n, H, W, 3] with class `labels` [n] (differentiable in images and syn_lr); `unroll`
+    is lax.scan's."""
 
     def step(params, step_key):
         gradient = step_gradient(model, unravel, images, labels, params, step_key,
@@ -94,7 +100,7 @@ def trajectory_loss(
 
     if remat:
         step = jax.checkpoint(step)
-    final, _ = jax.lax.scan(step, start, jax.random.split(key, syn_steps))
+    final, _ = jax.lax.scan(step, start, jax.random.split(key, syn_steps), unroll=unroll)
     return jnp.sum((final - target) ** 2) / jnp.sum((start - target) ** 2)
 
 
@@ -111,6 +117,7 @@ def constant_memory_gradients(
     syn_steps: int,
     batch_syn: int,
     strategy: str,
+    unroll: int | bool = 1,
 ) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
     """(loss, (images' gradient, syn_lr's gradient)) as TESLA: trajectory_loss's value, with
     each step's gradient g_i differentiated in the images it reads but not in its parameters.
@@ -125,7 +132,7 @@ def constant_memory_gradients(
         return (params - syn_lr * gradient, summed + gradient), None
 
     zeros = jnp.zeros_like(start)
-    (final, summed), _ = jax.lax.scan(forward, (start, zeros), keys)
+    (final, summed), _ = jax.lax.scan(forward, (start, zeros), keys, unroll=unroll)
     scale = jnp.sum((start - target) ** 2)
     loss = jnp.sum((final - target) ** 2) / scale
     toward_final = 2.0 * (final - target) / scale  # d loss / d theta_N
@@ -136,8 +143,16 @@ def constant_memory_gradients(
         image_grads = image_grads + pullback(-syn_lr * toward_final)[0]
         return (params - syn_lr * gradient, image_grads), None
 
-    (_, image_grads), _ = jax.lax.scan(again, (start, jnp.zeros_like(images)), keys)
+    (_, image_grads), _ = jax.lax.scan(again, (start, jnp.zeros_like(images)), keys, unroll=unroll)
     return loss, (image_grads, -jnp.dot(toward_final, summed))
+
+
+def loop_friendly(model: nn.Module) -> nn.Module:
+    """`model` as the unrolled steps run it: a ConvNet on CPU computes its convolutions as
+    matmuls (same parameters and results); anything else is returned unchanged."""
+    if jax.default_backend() == "cpu" and isinstance(model, ConvNet):
+        return model.clone(patch_matmul=True)
+    return model
 
 
 class TrajectoryMatching(OneDeviceMethod):
@@ -159,7 +174,7 @@ class TrajectoryMatching(OneDeviceMethod):
         batch_syn: int = 0,
         gradient: str = "exact",
     ):
-        self.model, self.image_shape, self.experts = model, image_shape, experts
+        self.model, self.image_shape, self.experts = loop_friendly(model), image_shape, experts
         self.syn_steps, self.expert_epochs = syn_steps, expert_epochs
         self.max_start_epoch = min(max_start_epoch, experts.epochs - expert_epochs + 1)
         if self.max_start_epoch < 1:
@@ -182,13 +197,14 @@ class TrajectoryMatching(OneDeviceMethod):
         return MTTState(synthetic, syn_lr, self.optimizer.init(synthetic),
                         self.lr_optimizer.init(syn_lr))  # fmt: skip
 
-    def _step(self, state: MTTState, start, target, key):
+    def _step(self, state: MTTState, start, target, key, syn_steps=None, unroll=1):
         num_classes, ipc = state.synthetic.shape[1:3]
         labels = jnp.repeat(jnp.arange(num_classes), ipc)
         batch_syn = self.batch_syn or num_classes * ipc
 
         images = state.synthetic.reshape(-1, *self.image_shape)
-        settings = dict(syn_steps=self.syn_steps, batch_syn=batch_syn, strategy=self.strategy)
+        settings = dict(syn_steps=syn_steps or self.syn_steps, batch_syn=batch_syn,
+                        strategy=self.strategy, unroll=unroll)  # fmt: skip
         gradients = jax.value_and_grad(trajectory_loss, argnums=(2, 4))
         if self.gradient == "constant":
             gradients = constant_memory_gradients
@@ -220,5 +236,13 @@ class TrajectoryMatching(OneDeviceMethod):
         return state, {"loss": loss, "syn_lr": state.syn_lr}
 
     def flops_per_iteration(self, state: MTTState, key: jax.Array, real: ShardedReal):
-        cost = flops.step_cost(self.step, *self.step_args(state, key))
-        return cost.total if cost else None
+        """One and two unrolled steps' count, extrapolated linearly to syn_steps (a loop body
+        is counted once by XLA)."""
+        args = self.step_args(state, key)
+        one, two = (
+            flops.step_cost(functools.partial(self._step, syn_steps=n, unroll=True), *args)
+            for n in (1, 2)
+        )
+        if one is None or two is None:
+            return None
+        return one.total + (self.syn_steps - 1) * (two.total - one.total)

@@ -6,7 +6,7 @@ BatchNorm): same parameters and results, hand-written backward passes (see BENCH
 import contextlib
 import contextvars
 import functools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -366,6 +366,45 @@ class PointwiseConv(nn.Module):
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
         y = _pointwise(x, kernel[0, 0])
         return y + bias if bias is not None else y
+
+
+def patch_matmul_conv(
+    lhs: jax.Array,
+    rhs: jax.Array,
+    window_strides: Sequence[int],
+    padding: str | Sequence[tuple[int, int]],
+    lhs_dilation: Sequence[int] | None = None,
+    rhs_dilation: Sequence[int] | None = None,
+    dimension_numbers: Any = None,
+    feature_group_count: int = 1,
+    precision: Any = None,
+) -> jax.Array:
+    """`lax.conv_general_dilated` for NHWC x HWIO as one matmul of the k*k shifted windows
+    (im2col); for `nn.Conv(..., conv_general_dilated=patch_matmul_conv)`.
+
+    XLA:CPU runs convolutions inside a loop body (lax.scan) far slower than outside, their
+    kernel gradients 50-100x (jax-ml/jax#12868); the matmul and slices that replace them here,
+    and all their derivatives, run at full speed there. Costs k*k times the input's memory.
+    """
+    if lhs_dilation and set(lhs_dilation) != {1} or rhs_dilation and set(rhs_dilation) != {1}:
+        raise ValueError("patch_matmul_conv: dilated convolutions are not supported.")
+    if feature_group_count != 1:
+        raise ValueError("patch_matmul_conv: grouped convolutions are not supported.")
+    expected = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, ("NHWC", "HWIO", "NHWC"))
+    if dimension_numbers is not None and dimension_numbers != expected:
+        raise ValueError("patch_matmul_conv: only NHWC inputs with HWIO kernels are supported.")
+    (stride_h, stride_w), (k_h, k_w) = window_strides, rhs.shape[:2]
+    if stride_h != stride_w:
+        raise ValueError("patch_matmul_conv: strides must be equal along height and width.")
+    if isinstance(padding, str):
+        padding = jax.lax.padtype_to_pads(lhs.shape[1:3], (k_h, k_w), window_strides, padding)
+    x = jnp.pad(lhs, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
+    out_h = (x.shape[1] - k_h) // stride_h + 1
+    out_w = (x.shape[2] - k_w) // stride_w + 1
+    windows = [_window(x, i, j, out_h, out_w, stride_h) for i in range(k_h) for j in range(k_w)]
+    patches = jnp.concatenate(windows, axis=-1).reshape(-1, k_h * k_w * x.shape[3])
+    y = jnp.dot(patches, rhs.reshape(-1, rhs.shape[3]), precision=precision)
+    return y.reshape(x.shape[0], out_h, out_w, rhs.shape[3])
 
 
 def conv(features: int, kernel_size: int, dtype: Dtype, name: str, **kwargs) -> nn.Module:

@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from bird_jax.models.common import Dtype, batch_norm, check_positive
+from bird_jax.models.common import Dtype, batch_norm, check_positive, patch_matmul_conv
 
 NORMS = ("instance", "batch", "none")
 POOLINGS = ("avg", "max", "none")
@@ -48,6 +48,9 @@ class ConvNet(nn.Module):
         'batch' or 'none'.
       pooling: 'avg' (default), 'max' or 'none' (2x2, stride 2).
       dtype: compute dtype of the activations; parameters are float32, logits float32.
+      patch_matmul: compute each convolution as one matmul of its 3x3 windows
+        (common.patch_matmul_conv), same parameters and results: for training steps unrolled
+        inside a loop body on CPU, where XLA's convolutions are slow (MTT's trajectories).
 
     `ConvNet(...).apply(variables, x, method="embed")` gives the flattened features the head
     reads (the embedding that distribution matching and the coresets compare).
@@ -59,6 +62,7 @@ class ConvNet(nn.Module):
     norm: str = "instance"
     pooling: str = "avg"
     dtype: Dtype = jnp.float32
+    patch_matmul: bool = False
 
     def __post_init__(self):
         check_positive("ConvNet", num_classes=self.num_classes, width=self.width, depth=self.depth)
@@ -77,6 +81,7 @@ class ConvNet(nn.Module):
             bias_init=torch_default_bias_init(fan_in),
             dtype=self.dtype,
             param_dtype=jnp.float32,
+            conv_general_dilated=patch_matmul_conv if self.patch_matmul else None,
             name=f"block{index}_conv",
         )(x)
         if self.norm == "instance":
