@@ -9,11 +9,16 @@
   parts     seconds of what the iterations are made of, both sides on random inputs: ConvNet-3's
             forward over 10 x 256 images (DM) and ten per-class parameter gradients on 256
             images each (the real side of DC/DSA).
+  mtt_step  seconds of one MTT matching step on random images (no DSA, `--syn_steps` unrolled
+            steps, `--images` synthetic images): ours with XLA's convolutions and with the
+            matmul convolutions MTT uses on CPU (ConvNet.patch_matmul), and the official loop
+            (`distill_reference.py mtt-step`).
 
   PYTHONPATH=. python benchmarks/distill_cifar10.py --command=protocol --synset=/tmp/random10 \
       --runs=3 --torch_python=/tmp/benchvenv/bin/python --reference_repo=/tmp/DatasetCondensation
   PYTHONPATH=. python benchmarks/distill_cifar10.py --command=speed --method=dm --ipc=10 ...
   PYTHONPATH=. python benchmarks/distill_cifar10.py --command=parts --repeats=5
+  PYTHONPATH=. python benchmarks/distill_cifar10.py --command=mtt_step --images=10 --syn_steps=10
 
 Data: a CIFAR-10 JPEG folder (`--data`, `<data>/{train,test}/<class>/*.jpg`), read by bird_jax's
 folder source on our side and decoded by the harness on the reference side (both with PIL).
@@ -28,18 +33,21 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
+from jax.flatten_util import ravel_pytree
 from machine import cpu_model, load_average, summary, usable_cores  # benchmarks/machine.py
 
-from bird_jax.distill import methods, protocol
+from bird_jax.distill import methods, mtt, protocol
 from bird_jax.distill.defaults import get_config
+from bird_jax.distill.iterative import fresh_params
 from bird_jax.distill.matching import class_gradients
 from bird_jax.distill.real import denormalise, load_real, normalise
 from bird_jax.distill.synthetic import check_matches, load_synthetic
 from bird_jax.models.registry import create_model
 
-flags.DEFINE_enum("command", None, ["protocol", "speed", "parts"], "What to measure.")
+flags.DEFINE_enum("command", None, ["protocol", "speed", "parts", "mtt_step"], "What to measure.")
 flags.DEFINE_string("data", "/tmp/cifar10-jpeg", "CIFAR-10 JPEG folder.")
 flags.DEFINE_string("synset", None, "protocol: the set's directory (synthetic.npz, labels.json).")
 flags.DEFINE_integer("runs", 3, "protocol: networks per side (seeds 0..runs-1).")
@@ -50,7 +58,12 @@ flags.DEFINE_bool(
 flags.DEFINE_enum("method", "dm", ["dm", "dsa", "dc"], "speed: the method.")
 flags.DEFINE_integer("ipc", 10, "speed: images per class.")
 flags.DEFINE_integer("iterations", 10, "speed: timed iterations per side, after one warm-up.")
-flags.DEFINE_integer("repeats", 5, "parts: timed repeats per part, after one warm-up.")
+flags.DEFINE_integer("repeats", 5, "parts, mtt_step: timed repeats, after one warm-up.")
+flags.DEFINE_integer("images", 10, "mtt_step: synthetic images (10 x IPC).")
+flags.DEFINE_integer("syn_steps", 10, "mtt_step: unrolled steps.")
+flags.DEFINE_list(
+    "convolutions", ["xla", "patch_matmul"], "mtt_step: our convolutions to time (xla is slow)."
+)
 flags.DEFINE_string("torch_python", "/tmp/benchvenv/bin/python", "Python of the reference side.")
 flags.DEFINE_string("reference_repo", "/tmp/DatasetCondensation", "Official code checkout.")
 FLAGS = flags.FLAGS
@@ -146,9 +159,39 @@ def measure_parts() -> None:
         emit({"side": "official", **record})
 
 
+def measure_mtt_step() -> None:
+    model = create_model("convnet", num_classes=10, depth=3)
+    start, unravel = ravel_pytree(fresh_params(model, jax.random.key(0), (32, 32, 3)))
+    target = start + 0.01 * jax.random.normal(jax.random.key(1), start.shape)
+    images = jax.random.normal(jax.random.key(2), (FLAGS.images, 32, 32, 3))
+    labels = jnp.arange(FLAGS.images) % 10
+    settings = dict(syn_steps=FLAGS.syn_steps, batch_syn=FLAGS.images, strategy="none")
+    for convolutions in FLAGS.convolutions:
+        net = model.clone(patch_matmul=convolutions == "patch_matmul")
+
+        def loss(images, syn_lr, net=net):
+            return mtt.trajectory_loss(net, unravel, images, labels, syn_lr, start, target,
+                                       jax.random.key(3), **settings)  # fmt: skip
+
+        step = jax.jit(jax.grad(loss, argnums=(0, 1)))
+        jax.block_until_ready(step(images, 0.01))  # compile
+        seconds = []
+        for _ in range(FLAGS.repeats):
+            begin = time.perf_counter()
+            jax.block_until_ready(step(images, 0.01))
+            seconds.append(time.perf_counter() - begin)
+        emit({"side": "bird_jax", "convolutions": convolutions, "images": FLAGS.images,
+              "syn_steps": FLAGS.syn_steps, "seconds": summary(seconds)})  # fmt: skip
+    sizes = (f"--images={FLAGS.images}", f"--syn_steps={FLAGS.syn_steps}")
+    for record in reference("mtt-step", *sizes, f"--repeats={FLAGS.repeats}"):
+        emit({"side": "official", **record})
+
+
 def main(argv: list[str]) -> None:
     del argv
-    {"protocol": measure_protocol, "speed": measure_speed, "parts": measure_parts}[FLAGS.command]()
+    commands = {"protocol": measure_protocol, "speed": measure_speed, "parts": measure_parts,
+                "mtt_step": measure_mtt_step}  # fmt: skip
+    commands[FLAGS.command]()
 
 
 if __name__ == "__main__":

@@ -15,6 +15,12 @@ torchvision, numpy, pillow and scipy (the official `utils.py` imports it), no JA
   parts        seconds of the two pieces every iteration is made of, on random inputs: the
                forward pass of the official ConvNet over 10 x 256 images (DM's work), and each
                class's parameter gradients on its 256 (DC/DSA's real side).
+  mtt-step     seconds of one MTT matching step on random images, as the official
+               mtt-distillation `distill.py` loop does it (no DSA): `--syn_steps` SGD steps of the
+               official ConvNet from flat parameters (`torch.autograd.grad(...,
+               create_graph=True)`; torch.func.functional_call stands for its ReparamModule),
+               the normalised parameter distance, and its backward pass to the images and the
+               step size.
 
 CIFAR-10 comes from a JPEG folder (`<data>/{train,test}/<class>/*.jpg`, classes in sorted folder
 order, files in sorted name order), decoded once and cached as uint8 in `--cache`. Images are
@@ -696,6 +702,44 @@ def parts(args: argparse.Namespace) -> None:
               "seconds": stats(seconds), "machine": machine_fields(args)})  # fmt: skip
 
 
+def mtt_step(args: argparse.Namespace) -> None:
+    """Seconds of one MTT matching step (see the module docstring), median of --repeats."""
+    utils = import_reference(args.reference_repo)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    net = utils.get_network("ConvNet", CHANNELS, NUM_CLASSES, IM_SIZE).to(args.device)
+    names = [name for name, _ in net.named_parameters()]
+    shapes = [p.shape for p in net.parameters()]
+    start = torch.cat([p.detach().reshape(-1) for p in net.parameters()])
+    target = start + 0.01 * torch.randn_like(start)
+    images = torch.randn(args.images, CHANNELS, *IM_SIZE, device=args.device, requires_grad=True)
+    labels = torch.arange(args.images, device=args.device) % NUM_CLASSES
+    syn_lr = torch.tensor(0.01, device=args.device, requires_grad=True)
+
+    def as_parameters(flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        pieces = torch.split(flat, [int(np.prod(shape)) for shape in shapes])
+        return {n: p.view(shape) for n, p, shape in zip(names, pieces, shapes, strict=True)}
+
+    def step() -> None:
+        student = [start.clone().requires_grad_(True)]
+        for _ in range(args.syn_steps):
+            logits = torch.func.functional_call(net, as_parameters(student[-1]), (images,))
+            loss = nn.functional.cross_entropy(logits, labels)
+            grad = torch.autograd.grad(loss, student[-1], create_graph=True)[0]
+            student.append(student[-1] - syn_lr * grad)
+        distance = torch.sum((student[-1] - target) ** 2) / torch.sum((start - target) ** 2)
+        distance.backward()
+
+    step()  # warm-up
+    seconds = []
+    for _ in range(args.repeats):
+        begin = time.perf_counter()
+        step()
+        seconds.append(time.perf_counter() - begin)
+    emit({"kind": "mtt_step", "images": args.images, "syn_steps": args.syn_steps,
+          "seconds": stats(seconds), "machine": machine_fields(args)})  # fmt: skip
+
+
 def main() -> None:
     """Parse the subcommand and run it."""
     common = argparse.ArgumentParser(add_help=False)
@@ -744,6 +788,13 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=parts)
+
+    p = sub.add_parser("mtt-step", parents=[common], help="seconds of one MTT matching step")
+    p.add_argument("--images", type=int, default=10, help="synthetic images (10 x IPC)")
+    p.add_argument("--syn_steps", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=mtt_step)
 
     args = parser.parse_args()
     args.func(args)
