@@ -671,6 +671,17 @@ def speed(args: argparse.Namespace) -> None:
     )
 
 
+def repeat_seconds(fn: Any, repeats: int) -> list[float]:
+    """Seconds of each of `repeats` calls of `fn`, after one warm-up call."""
+    fn()
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
 def parts(args: argparse.Namespace) -> None:
     """Seconds of the official ConvNet's forward over 10 x 256 images and of 10 per-class
     parameter gradients (torch.autograd.grad, as main.py's real side), median of --repeats."""
@@ -692,12 +703,7 @@ def parts(args: argparse.Namespace) -> None:
             torch.autograd.grad(loss, parameters)
 
     for part, fn in (("forward", forward), ("class_gradients", class_gradients)):
-        fn()  # warm-up
-        seconds = []
-        for _ in range(args.repeats):
-            start = time.perf_counter()
-            fn()
-            seconds.append(time.perf_counter() - start)
+        seconds = repeat_seconds(fn, args.repeats)
         emit({"kind": "parts", "part": part, "images": NUM_CLASSES * args.batch_real,
               "seconds": stats(seconds), "machine": machine_fields(args)})  # fmt: skip
 
@@ -730,12 +736,7 @@ def mtt_step(args: argparse.Namespace) -> None:
         distance = torch.sum((student[-1] - target) ** 2) / torch.sum((start - target) ** 2)
         distance.backward()
 
-    step()  # warm-up
-    seconds = []
-    for _ in range(args.repeats):
-        begin = time.perf_counter()
-        step()
-        seconds.append(time.perf_counter() - begin)
+    seconds = repeat_seconds(step, args.repeats)
     emit({"kind": "mtt_step", "images": args.images, "syn_steps": args.syn_steps,
           "seconds": stats(seconds), "machine": machine_fields(args)})  # fmt: skip
 
