@@ -277,6 +277,7 @@ def test_command_writes_the_set_its_pictures_and_results_and_resumes_exactly(tmp
         ({"model.depth": 5}, "data.image_size=16 is too small for ConvNet-5"),
         ({"evaluation.models": ("convnet", "resnet9")}, "Unknown evaluation.models entry"),
         ({"distill.init": "zeros"}, "distill.init must be one of"),
+        ({"distill.eval_at": (0, 99)}, r"distill.eval_at \[99\] lie outside the run's iterations"),
     ],
 )
 def test_bad_settings_stop_before_the_workdir_is_made(tmp_path, change, message):

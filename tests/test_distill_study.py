@@ -42,7 +42,7 @@ def test_a_training_config_is_not_a_distillation_study():
 
 def test_a_small_study_writes_its_report_and_reruns_without_recomputing(tmp_path):
     base = tiny_distill_config.get_config("dm")
-    base.distill.eval_at = (2,)  # DM is also evaluated half-way: a curve
+    base.distill.eval_at = (0, 2)  # DM is also evaluated at its start and half-way: a curve
     configs = study.variant_configs(base, ["random", "dm"], ipcs=[1, 2], full_epochs=2)
     rows = study.run_study(configs, tmp_path)
     assert [row["variant"] for row in rows] == ["random_ipc1", "random_ipc2", "dm_ipc1",
@@ -56,7 +56,7 @@ def test_a_small_study_writes_its_report_and_reruns_without_recomputing(tmp_path
                  "accuracy_vs_iteration.png"):  # fmt: skip
         assert (report / name).is_file()
     curves = study.accuracy_curves(rows, tmp_path, "convnet")
-    assert [iteration for iteration, _ in curves["dm_ipc2"]] == [2, 4]
+    assert [iteration for iteration, _ in curves["dm_ipc2"]] == [0, 2, 4]
     assert len(curves["random_ipc1"]) == 1 and "full" not in curves  # a level; not drawn
     assert sorted(p.name for p in (report / "grids").iterdir()) == [
         "dm_ipc1.png", "dm_ipc2.png", "random_ipc1.png", "random_ipc2.png"

@@ -100,7 +100,7 @@ def get_config(method: str, variant: str = "cifar10_ipc10") -> ml_collections.Co
     config.distill.zca_reg = 0.1
     config.distill.log_every = 10
     config.distill.checkpoint_every = 100
-    config.distill.eval_at = ()  # iterations where the protocol also runs (the end always)
+    config.distill.eval_at = ()  # iterations the protocol also runs at (0: the start; end: always)
 
     # The evaluation protocol: fresh networks trained on the set, tested on data.eval_split.
     config.evaluation = ml_collections.ConfigDict()

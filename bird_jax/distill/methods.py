@@ -77,6 +77,11 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         )
     if settings.method in ITERATIVE and settings.iterations < 0:
         raise ValueError(f"distill.iterations must be >= 0, got {settings.iterations}.")
+    outside = sorted(i for i in settings.eval_at if not 0 <= i <= settings.iterations)
+    if settings.method in ITERATIVE and outside:
+        raise ValueError(
+            f"distill.eval_at {outside} lie outside the run's iterations 0..{settings.iterations}."
+        )
 
 
 def zca_reg(config: ml_collections.ConfigDict) -> float | None:

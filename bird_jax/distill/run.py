@@ -143,7 +143,9 @@ def _loop(run: _Run, stop: StopRequest | None) -> tuple[SyntheticSet, int | None
     loop_key = methods.keys(config)[1]
     accounting, clock = run.accounting, run.accounting.clock
     if start == 0:
-        run.keep(0, *current(state))
+        synthetic = run.keep(0, *current(state))
+        if 0 in settings.eval_at:  # the initial set: where the curve starts
+            run.evaluate(0, synthetic, config.evaluation.models[:1])
     total = method.flops_per_iteration(state, loop_key, sharded)
     run.results["flops_per_iteration"] = total
     if total:  # efficiency.json's FLOPs and MFU count one iteration as one step

@@ -237,8 +237,8 @@ def accuracy_curves(rows: Sequence[dict], workdir: Path, model: str) -> dict[str
 
 
 def _plot_iterations(axes, rows: Sequence[dict], curves: dict[str, list]) -> None:
-    """Accuracy against distillation iterations (log scale): a line per iterative variant, a
-    dashed level for each set made in one go (random, PCA, ...)."""
+    """Accuracy against distillation iterations (log scale, 0 included): a line per iterative
+    variant, a dashed level for each set made in one go (random, PCA, ...)."""
     method = {row["variant"]: row["method"] for row in rows}
     for variant, points in curves.items():
         if method[variant] in defaults.ONE_SHOT:
@@ -248,7 +248,7 @@ def _plot_iterations(axes, rows: Sequence[dict], curves: dict[str, list]) -> Non
             continue
         axes.plot(*zip(*[(i, 100 * m) for i, m in points], strict=True), marker="o",
                   label=variant)  # fmt: skip
-    axes.set_xscale("log")
+    axes.set_xscale("symlog", linthresh=1)  # logarithmic, with the start (iteration 0) shown
     axes.set_xlabel("distillation iterations")
     axes.set_title("Accuracy vs iterations")
 
