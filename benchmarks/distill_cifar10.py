@@ -27,6 +27,7 @@ One JSON line per result on stdout, with the machine and versions.
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import time
@@ -37,7 +38,13 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 from jax.flatten_util import ravel_pytree
-from machine import cpu_model, load_average, summary, usable_cores  # benchmarks/machine.py
+from machine import (  # benchmarks/machine.py
+    cpu_model,
+    load_average,
+    repeat_seconds,
+    summary,
+    usable_cores,
+)
 
 from bird_jax.distill import methods, mtt, protocol
 from bird_jax.distill.defaults import get_config
@@ -147,12 +154,8 @@ def measure_parts() -> None:
         return [class_gradients(model, params, images[c], c) for c in range(classes)]
 
     for part, fn in (("forward", forward), ("class_gradients", real_side)):
-        jax.block_until_ready(fn(params, images))  # compile
-        seconds = []
-        for _ in range(FLAGS.repeats):
-            start = time.perf_counter()
-            jax.block_until_ready(fn(params, images))
-            seconds.append(time.perf_counter() - start)
+        call = functools.partial(fn, params, images)
+        seconds = repeat_seconds(lambda call=call: jax.block_until_ready(call()), FLAGS.repeats)
         emit({"side": "bird_jax", "part": part, "images": classes * batch,
               "seconds": summary(seconds)})  # fmt: skip
     for record in reference("parts", f"--repeats={FLAGS.repeats}"):
@@ -174,12 +177,8 @@ def measure_mtt_step() -> None:
                                        jax.random.key(3), **settings)  # fmt: skip
 
         step = jax.jit(jax.grad(loss, argnums=(0, 1)))
-        jax.block_until_ready(step(images, 0.01))  # compile
-        seconds = []
-        for _ in range(FLAGS.repeats):
-            begin = time.perf_counter()
-            jax.block_until_ready(step(images, 0.01))
-            seconds.append(time.perf_counter() - begin)
+        call = functools.partial(step, images, 0.01)
+        seconds = repeat_seconds(lambda call=call: jax.block_until_ready(call()), FLAGS.repeats)
         emit({"side": "bird_jax", "convolutions": convolutions, "images": FLAGS.images,
               "syn_steps": FLAGS.syn_steps, "seconds": summary(seconds)})  # fmt: skip
     sizes = (f"--images={FLAGS.images}", f"--syn_steps={FLAGS.syn_steps}")

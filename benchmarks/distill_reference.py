@@ -58,7 +58,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from machine import cpu_model, load_average, usable_cores  # benchmarks/machine.py
+from machine import (  # benchmarks/machine.py
+    cpu_model,
+    load_average,
+    repeat_seconds,
+    usable_cores,
+)
 from PIL import Image
 from torch import nn
 
@@ -669,17 +674,6 @@ def speed(args: argparse.Namespace) -> None:
             "machine": machine_fields(args),
         }
     )
-
-
-def repeat_seconds(fn: Any, repeats: int) -> list[float]:
-    """Seconds of each of `repeats` calls of `fn`, after one warm-up call."""
-    fn()
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        seconds.append(time.perf_counter() - start)
-    return seconds
 
 
 def parts(args: argparse.Namespace) -> None:

@@ -3,6 +3,8 @@
 import os
 import platform
 import statistics
+import time
+from collections.abc import Callable
 from typing import Any
 
 
@@ -51,3 +53,15 @@ def throughput_fields(images_per_s: list[float], batch_size: int) -> dict[str, A
         "ms_per_step_median": round(1000 * batch_size / statistics.median(images_per_s), 1),
         **{f"images_per_s_{key}": value for key, value in rates.items()},
     }
+
+
+def repeat_seconds(fn: Callable[[], Any], repeats: int) -> list[float]:
+    """Seconds of each of `repeats` calls of `fn` (which must wait for its result), after one
+    warm-up call (for JAX, the compile)."""
+    fn()
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        seconds.append(time.perf_counter() - start)
+    return seconds
