@@ -236,13 +236,20 @@ class TrajectoryMatching(OneDeviceMethod):
         return state, {"loss": loss, "syn_lr": state.syn_lr}
 
     def flops_per_iteration(self, state: MTTState, key: jax.Array, real: ShardedReal):
-        """One and two unrolled steps' count, extrapolated linearly to syn_steps (a loop body
-        is counted once by XLA)."""
+        """Past three steps, the count of three unrolled steps extrapolated linearly by the third
+        step's increment: XLA counts a loop body once, and may simplify an unrolled program's
+        first two steps differently from the rest."""
         args = self.step_args(state, key)
-        one, two = (
-            flops.step_cost(functools.partial(self._step, syn_steps=n, unroll=True), *args)
-            for n in (1, 2)
-        )
-        if one is None or two is None:
+
+        def unrolled(steps: int) -> float | None:
+            cost = flops.step_cost(
+                functools.partial(self._step, syn_steps=steps, unroll=True), *args
+            )
+            return None if cost is None else cost.total
+
+        if self.syn_steps <= 3:
+            return unrolled(self.syn_steps)
+        two, three = unrolled(2), unrolled(3)
+        if two is None or three is None:
             return None
-        return one.total + (self.syn_steps - 1) * (two.total - one.total)
+        return three + (self.syn_steps - 3) * (three - two)
