@@ -16,7 +16,7 @@ steps' parameters, so a second pass re-runs the steps and accumulates the images
 memory independent of N (exact for N = 1; peak memory against N: BENCHMARKS.md).
 On CPU a ConvNet computes its convolutions as matmuls (ConvNet.patch_matmul): XLA:CPU runs
 convolutions inside the steps' scan up to 100x slower than outside. XLA's cost analysis counts a
-loop body once, so the FLOPs of an iteration are extrapolated from one and two unrolled steps.
+loop body once, so the FLOPs of an iteration are extrapolated from two and three unrolled steps.
 One device: the network couples every class.
 """
 
