@@ -135,9 +135,11 @@ def build(
     )
 
 
-def pmapped_train_step(config: ml_collections.ConfigDict, exp: Experiment) -> Callable:
+def pmapped_train_step(
+    config: ml_collections.ConfigDict, exp: Experiment, unroll_accumulation: bool | None = None
+) -> Callable:
     """The shared pmapped train step with this config's device augmentation (data.train_pipeline),
-    accumulation, label smoothing, EMA and precision."""
+    accumulation, label smoothing, EMA and precision (`unroll_accumulation`: train_step's)."""
     return make_train_step(
         model=exp.model,
         tx=exp.tx,
@@ -151,4 +153,5 @@ def pmapped_train_step(config: ml_collections.ConfigDict, exp: Experiment) -> Ca
         ema_decay=config.ema_decay,
         loss_scaling=get_policy(config.precision).loss_scaling,
         frozen_batch_norm=config.finetune.batch_norm == "frozen",
+        unroll_accumulation=unroll_accumulation,
     )

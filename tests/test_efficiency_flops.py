@@ -90,3 +90,18 @@ def test_a_backend_without_lowered_analysis_is_counted_by_the_cpu_model(monkeypa
     pmapped = jax.pmap(_matmul, in_axes=(0, None))
     cost = flops.step_cost(pmapped, _random(jax.local_device_count(), B, N), _random(N, M))
     assert cost.flops_per_device == pytest.approx(2 * B * N * M, rel=1e-3)
+
+
+def test_a_loop_is_counted_once_unless_counted_with_its_unrolled_twin():
+    def repeated(unroll):
+        def fn(x, w):
+            return jax.lax.scan(lambda h, _: (jnp.tanh(h @ w), None), x, None, 5, unroll=unroll)[0]
+
+        return fn
+
+    x, w = _random(B, N), _random(N, N)
+    once = flops.step_cost(repeated(1), x, w)
+    counted = flops.step_cost(repeated(1), x, w, count_with=repeated(True))
+    assert counted.flops_per_device == flops.step_cost(repeated(True), x, w).flops_per_device
+    assert counted.flops_per_device >= 5 * 2 * B * N * N > once.flops_per_device
+    assert counted.num_devices == once.num_devices == 1

@@ -8,6 +8,7 @@ import pytest
 
 from bird_jax import augment, models, optim
 from bird_jax import config as defaults
+from bird_jax.efficiency import flops
 from bird_jax.models.convnext import ConvNeXt
 from bird_jax.train_step import create_train_state, train_step
 
@@ -220,6 +221,28 @@ def test_rolled_accumulation_loop_matches_the_unrolled_one():
         )
         loops[unroll] = p_step.lower(replicated, _shard(_batch(), n)).as_text().count("while")
     assert loops[False] == loops[True] + 1
+
+
+def test_a_rolled_accumulation_step_is_counted_with_every_micro_batch():
+    """XLA counts a loop's body once: the rolled step is counted as its unrolled twin, whose
+    FLOPs are those of the same batch without accumulation, give or take the split."""
+    model, tx, schedule, state = _setup()
+    n = _few_devices()
+    devices = jax.local_devices()[:n]
+    replicated = jax.tree.map(lambda x: jnp.stack([x] * n), state)
+    batch = _shard(_batch(), n)
+    steps = {
+        (accum, unroll): _pmapped_step(
+            model, tx, schedule, devices, grad_accum_steps=accum, unroll_accumulation=unroll
+        )
+        for accum, unroll in [(1, None), (4, False), (4, True)]
+    }
+    cost = lambda step, **kw: flops.step_cost(step, replicated, batch, **kw).flops_per_device
+    rolled, unrolled = steps[4, False], steps[4, True]
+    counted = cost(rolled, count_with=unrolled)
+    assert counted == cost(unrolled)
+    assert cost(rolled) < 0.5 * counted
+    assert counted == pytest.approx(cost(steps[1, None]), rel=0.1)
 
 
 def _shard_batch_stats(state, model, num_devices):

@@ -69,9 +69,12 @@ class RunAccounting:
         self.step_cost: flops.StepCost | None = None
         self.target: dict[str, Any] | None = None
 
-    def measure_step(self, p_train_step: Callable, state: Any, batch: Any) -> None:
-        """FLOPs of the compiled train step (call after its first run: the compile is reused)."""
-        self.step_cost = flops.step_cost(p_train_step, state, batch)
+    def measure_step(
+        self, p_train_step: Callable, state: Any, batch: Any, count_with: Callable | None = None
+    ) -> None:
+        """FLOPs of the compiled train step (call after its first run: the compile is reused);
+        `count_with`: the same step with its accumulation loop unrolled (flops.step_cost)."""
+        self.step_cost = flops.step_cost(p_train_step, state, batch, count_with=count_with)
 
     def evaluated(self, step: int, accuracy: float) -> None:
         """Records when validation accuracy first reaches efficiency.target_accuracy."""

@@ -33,7 +33,9 @@ class StepCost:
         return self.flops_per_device * self.num_devices
 
 
-def step_cost(fn: Callable, *args: Any, **kwargs: Any) -> StepCost | None:
+def step_cost(
+    fn: Callable, *args: Any, count_with: Callable | None = None, **kwargs: Any
+) -> StepCost | None:
     """Lowers and compiles `fn` for these arguments (arrays or `jax.ShapeDtypeStruct`s) and reads
     its cost.
 
@@ -42,10 +44,16 @@ def step_cost(fn: Callable, *args: Any, **kwargs: Any) -> StepCost | None:
     program is lowered as what each device runs; a jitted one as the whole computation, which
     XLA's partitioner then splits evenly over its devices (a data-parallel step; a `shard_map`
     inside a jitted function is counted as jit's).
+
+    XLA counts a loop's body once, whatever its trip count. `count_with`, the same kind of
+    function doing the same work with its loops unrolled, is counted instead (lowered only, not
+    compiled); `fn` still gives the devices.
     """
-    lowerable = fn if hasattr(fn, "lower") else jax.jit(fn)
+    lowerable, counted = _lowerable(fn), _lowerable(count_with or fn)
     lowered = lowerable.lower(*args, **kwargs)
-    flops = _flops(lowered.cost_analysis()) or _flops(_cost_analysis_on_cpu(lowered))
+    counted_lowered = lowered if count_with is None else counted.lower(*args, **kwargs)
+    flops = _flops(counted_lowered.cost_analysis())
+    flops = flops or _flops(_cost_analysis_on_cpu(counted_lowered))
     if flops is None:
         logging.log_first_n(
             logging.WARNING,
@@ -57,9 +65,14 @@ def step_cost(fn: Callable, *args: Any, **kwargs: Any) -> StepCost | None:
     compiled = lowered.compile()
     shardings = jax.tree.leaves((compiled.input_shardings, compiled.output_shardings))
     num_devices = max(len({device for sharding in shardings for device in sharding.device_set}), 1)
-    if isinstance(lowerable, jax.stages.Wrapped):  # jit: the lowered program is the global one
+    if isinstance(counted, jax.stages.Wrapped):  # jit: the lowered program is the global one
         flops /= num_devices
     return StepCost(flops_per_device=flops, num_devices=num_devices)
+
+
+def _lowerable(fn: Callable) -> Any:
+    """`fn` itself where it can be lowered (jitted or pmapped), else jitted."""
+    return fn if hasattr(fn, "lower") else jax.jit(fn)
 
 
 def _cost_analysis_on_cpu(lowered: jax.stages.Lowered) -> Any:
