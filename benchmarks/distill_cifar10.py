@@ -27,7 +27,6 @@ One JSON line per result on stdout, with the machine and versions.
 
 from __future__ import annotations
 
-import functools
 import json
 import subprocess
 import time
@@ -154,8 +153,9 @@ def measure_parts() -> None:
         return [class_gradients(model, params, images[c], c) for c in range(classes)]
 
     for part, fn in (("forward", forward), ("class_gradients", real_side)):
-        call = functools.partial(fn, params, images)
-        seconds = repeat_seconds(lambda call=call: jax.block_until_ready(call()), FLAGS.repeats)
+        seconds = repeat_seconds(
+            lambda fn=fn: jax.block_until_ready(fn(params, images)), FLAGS.repeats
+        )
         emit({"side": "bird_jax", "part": part, "images": classes * batch,
               "seconds": summary(seconds)})  # fmt: skip
     for record in reference("parts", f"--repeats={FLAGS.repeats}"):
@@ -177,8 +177,9 @@ def measure_mtt_step() -> None:
                                        jax.random.key(3), **settings)  # fmt: skip
 
         step = jax.jit(jax.grad(loss, argnums=(0, 1)))
-        call = functools.partial(step, images, 0.01)
-        seconds = repeat_seconds(lambda call=call: jax.block_until_ready(call()), FLAGS.repeats)
+        seconds = repeat_seconds(
+            lambda step=step: jax.block_until_ready(step(images, 0.01)), FLAGS.repeats
+        )
         emit({"side": "bird_jax", "convolutions": convolutions, "images": FLAGS.images,
               "syn_steps": FLAGS.syn_steps, "seconds": summary(seconds)})  # fmt: skip
     sizes = (f"--images={FLAGS.images}", f"--syn_steps={FLAGS.syn_steps}")

@@ -15,7 +15,12 @@ import optax
 from bird_jax import augment, finetune, models, optim, train_step
 from bird_jax.precision import get_policy
 from bird_jax.pretrained import files, mapping
-from bird_jax.train_step import TrainState, create_train_state, make_train_step
+from bird_jax.train_step import (
+    TrainState,
+    create_train_state,
+    make_train_step,
+    unrolls_accumulation_by_default,
+)
 
 
 def create_model(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
@@ -155,3 +160,11 @@ def pmapped_train_step(
         frozen_batch_norm=config.finetune.batch_norm == "frozen",
         unroll_accumulation=unroll_accumulation,
     )
+
+
+def flop_counted_train_step(config: ml_collections.ConfigDict, exp: Experiment) -> Callable | None:
+    """The twin XLA counts in full where the train step rolls its accumulation loop (XLA counts
+    a loop's body once): the step unrolled; None where it has no such loop."""
+    if config.grad_accum_steps == 1 or unrolls_accumulation_by_default():
+        return None
+    return pmapped_train_step(config, exp, unroll_accumulation=True)

@@ -134,10 +134,7 @@ def train_and_evaluate(
                 state, metrics = p_train_step(state, batch)
                 clock.step_done(metrics)  # waits for the previous step only (not donated)
         if first:
-            # XLA counts the rolled accumulation loop's body once: count it unrolled.
-            counted = None
-            if config.grad_accum_steps > 1:
-                counted = experiment.pmapped_train_step(config, exp, unroll_accumulation=True)
+            counted = experiment.flop_counted_train_step(config, exp)
             accounting.measure_step(p_train_step, state, batch, count_with=counted)
             jax.block_until_ready(metrics)
             progress.started(step)

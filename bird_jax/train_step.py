@@ -84,6 +84,11 @@ def create_train_state(
     )
 
 
+def unrolls_accumulation_by_default() -> bool:
+    """Whether train_step unrolls its micro-batch loop when not told: on CPU only."""
+    return jax.default_backend() == "cpu"
+
+
 def _split_micro_batches(x: jax.Array, num: int) -> jax.Array:
     """[B, ...] -> [num, B / num, ...]; the batch split was checked (devices.check_batch_split)."""
     return x.reshape(num, x.shape[0] // num, *x.shape[1:])
@@ -162,7 +167,7 @@ def train_step(
         )
         zeros = jax.tree.map(jnp.zeros_like, state.params)
         if unroll_accumulation is None:
-            unroll_accumulation = jax.default_backend() == "cpu"
+            unroll_accumulation = unrolls_accumulation_by_default()
         (grads, batch_stats), (losses, logits) = jax.lax.scan(
             accumulate,
             (zeros, state.batch_stats),

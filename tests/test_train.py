@@ -190,6 +190,20 @@ def test_precision_sets_the_compute_dtype_and_loss_scaling(
     assert step_kwargs["loss_scaling"] is loss_scaling
 
 
+def test_the_flops_twin_exists_only_where_the_step_rolls_its_accumulation(monkeypatch):
+    config = tiny_config()
+    exp = experiment.build(config, [str(i) for i in range(10)], num_train_examples=100)
+    step_kwargs = {}
+    monkeypatch.setattr(experiment, "make_train_step", lambda **kwargs: step_kwargs.update(kwargs))
+    config.grad_accum_steps = 2
+    assert experiment.flop_counted_train_step(config, exp) is None  # CPU: already unrolled
+    monkeypatch.setattr(experiment, "unrolls_accumulation_by_default", lambda: False)  # GPU/TPU
+    experiment.flop_counted_train_step(config, exp)
+    assert step_kwargs["unroll_accumulation"] is True and step_kwargs["grad_accum_steps"] == 2
+    config.grad_accum_steps = 1
+    assert experiment.flop_counted_train_step(config, exp) is None  # no accumulation: no loop
+
+
 # Validation accuracy reported at each evaluation of the scripted run: the best is step 6.
 SCRIPTED_ACCURACY = {3: 0.5, 6: 0.9, 9: 0.7, 12: 0.8}
 

@@ -49,7 +49,8 @@ def step_cost(
     function doing the same work with its loops unrolled, is counted instead (lowered only, not
     compiled); `fn` still gives the devices.
     """
-    lowerable, counted = _lowerable(fn), _lowerable(count_with or fn)
+    lowerable = _lowerable(fn)
+    counted = lowerable if count_with is None else _lowerable(count_with)
     lowered = lowerable.lower(*args, **kwargs)
     counted_lowered = lowered if count_with is None else counted.lower(*args, **kwargs)
     flops = _flops(counted_lowered.cost_analysis())
