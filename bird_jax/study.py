@@ -45,7 +45,7 @@ from ml_collections import config_flags
 
 from bird_jax import cli, compare, console, evaluate, train
 from bird_jax import config as defaults
-from bird_jax.signals import Stopped
+from bird_jax.signals import Stopped, StopRequest
 
 FLAGS = flags.FLAGS
 
@@ -220,7 +220,8 @@ def run_distill_study() -> None:
     ipcs = [int(ipc) for ipc in FLAGS.ipcs]
     method_names = FLAGS.variants or distill_defaults.METHODS
     configs = study.variant_configs(FLAGS.config, method_names, ipcs, FLAGS.full_epochs)
-    print(study.markdown_table(study.run_study(configs, FLAGS.workdir)))
+    stop = StopRequest().install()  # SIGTERM/Ctrl-C save the variant in progress
+    print(study.markdown_table(study.run_study(configs, FLAGS.workdir, stop)))
     print(f"Report: {os.path.join(FLAGS.workdir, 'report')}")
 
 

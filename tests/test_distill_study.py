@@ -1,10 +1,14 @@
 """Tests for the distillation study (bird_jax.distill.study, `bird_jax.study --study=distill`):
 the configs it derives, a whole small study and its report, and bad input."""
 
+import signal
+from types import SimpleNamespace
+
 import pytest
 
 from bird_jax import config as base_defaults
 from bird_jax.distill import study
+from bird_jax.signals import Stopped
 from bird_jax.workdir import read_json
 from tests import tiny_distill_config
 
@@ -67,3 +71,15 @@ def test_a_small_study_writes_its_report_and_reruns_without_recomputing(tmp_path
     again = study.run_study(configs, tmp_path)  # finished variants are read, not rerun
     assert read_json(tmp_path / "dm_ipc1" / "results.json") == before
     assert again == rows
+
+
+def test_a_stopped_study_saves_the_variant_in_progress_and_resumes_it(tmp_path):
+    from bird_jax.distill.state_file import saved_iteration
+
+    configs = study.variant_configs(tiny_distill_config.get_config("dm"), ["dm"], [1], 0)
+    sigterm = SimpleNamespace(requested=True, signum=signal.SIGTERM)  # as StopRequest after one
+    with pytest.raises(Stopped, match="at step 1"):
+        study.run_study(configs, tmp_path, sigterm)
+    assert saved_iteration(tmp_path / "dm_ipc1") == 1
+    (row,) = study.run_study(configs, tmp_path)  # the same call resumes and finishes it
+    assert saved_iteration(tmp_path / "dm_ipc1") == 4 and 0 <= row["convnet_mean"] <= 1

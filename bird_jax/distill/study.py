@@ -29,6 +29,7 @@ import ml_collections
 
 from bird_jax.distill import defaults, methods
 from bird_jax.distill.run import RESULTS_FILE, distill_and_evaluate
+from bird_jax.signals import StopRequest
 from bird_jax.workdir import Workdir, read_json
 
 FULL = "full"  # the row of networks trained on the whole training split
@@ -97,9 +98,14 @@ def variant_configs(
     return configs
 
 
-def run_study(configs: dict[str, ml_collections.ConfigDict], workdir: str | Path) -> list[dict]:
+def run_study(
+    configs: dict[str, ml_collections.ConfigDict],
+    workdir: str | Path,
+    stop: StopRequest | None = None,
+) -> list[dict]:
     """Distils and evaluates each variant in workdir/<name> (finished ones are read, not rerun),
-    writes workdir/report and returns its rows."""
+    writes workdir/report and returns its rows. A `stop` request (SIGTERM, Ctrl-C) saves the
+    variant in progress and raises Stopped: the same call resumes it."""
     workdir = Path(workdir)
     for name, config in configs.items():
         path = workdir / name
@@ -107,7 +113,7 @@ def run_study(configs: dict[str, ml_collections.ConfigDict], workdir: str | Path
             continue
         if name == FULL:
             config = _whole_split(config)
-        distill_and_evaluate(config, Workdir(path))
+        distill_and_evaluate(config, Workdir(path), stop)
     rows = [read_row(name, workdir / name) for name in configs]
     write_report(rows, workdir / "report", workdir)
     return rows
