@@ -32,8 +32,11 @@ def say(text: str) -> None:
 class Progress:
     """Compact progress lines: step, loss, accuracy, learning rate, steps/s and ETA."""
 
-    def __init__(self, start_step: int, num_steps: int, clock=time.perf_counter):
+    def __init__(
+        self, start_step: int, num_steps: int, clock=time.perf_counter, unit: str = "step"
+    ):
         self.num_steps = num_steps
+        self.unit = unit  # what a step is called: "epoch" gives "epoch 3/300 ... epochs/s"
         self._clock = clock
         self._width = len(str(num_steps))
         self._last_step = start_step
@@ -58,7 +61,7 @@ class Progress:
     def line(self, step: int, metrics: dict[str, float]) -> str:
         """The progress line at `step` for the train metrics averaged since the last line."""
         now = self._clock()
-        parts = [f"step {step:>{self._width}}/{self.num_steps}"]
+        parts = [f"{self.unit} {step:>{self._width}}/{self.num_steps}"]
         parts.append(f"loss {metrics['loss']:.4f}")
         if "accuracy" in metrics:
             parts.append(f"acc {metrics['accuracy']:6.1%}")
@@ -66,7 +69,7 @@ class Progress:
             parts.append(f"lr {metrics['learning_rate']:.2e}")
         if self._last_time is not None and step > self._last_step:
             rate = (step - self._last_step) / max(now - self._last_time, 1e-9)
-            parts.append(f"{rate:.2f} steps/s")
+            parts.append(f"{rate:.2f} {self.unit}s/s")
         if self._first_time is not None and step > self._first_timed_step:
             rate = (step - self._first_timed_step) / max(now - self._first_time, 1e-9)
             parts.append(f"ETA {duration((self.num_steps - step) / rate)}")

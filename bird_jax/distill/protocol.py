@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 
 import jax
 import ml_collections
 import numpy as np
 from absl import logging
 
+from bird_jax import console
 from bird_jax.distill import nets
 from bird_jax.models import create_model
+
+PROGRESS_SECONDS = 30.0  # the least time between two progress lines of an evaluation run
 
 # Cross-architecture names -> (registry name, fixed kwargs).
 _EVAL_MODELS = {
@@ -41,18 +45,47 @@ def eval_model(name: str, config: ml_collections.ConfigDict, num_classes: int):
 
 
 def train_network(
-    trainer: nets.NetTrainer, key: jax.Array, images, labels, settings
+    trainer: nets.NetTrainer,
+    key: jax.Array,
+    images,
+    labels,
+    settings,
+    on_epoch: Callable[[int, jax.Array], None] | None = None,
 ) -> nets.NetState:
-    """One protocol run: `settings.epochs + 1` epochs, lr x0.1 (fresh momentum) past half."""
+    """One protocol run: `settings.epochs + 1` epochs, lr x0.1 (fresh momentum) past half;
+    on_epoch(epochs done, last batch's loss) after each."""
     init_key, key = jax.random.split(key)
     state = trainer.init(init_key, images.shape[1:])
     for epoch in range(settings.epochs + 1):
-        state, _ = trainer.train_epoch(
+        state, loss = trainer.train_epoch(
             state, images, labels, jax.random.fold_in(key, epoch), settings.batch_size
         )
         if epoch == settings.epochs // 2 + 1:
             state = trainer.with_learning_rate(state, settings.lr * 0.1)
+        if on_epoch is not None:
+            on_epoch(epoch + 1, loss)
     return state
+
+
+def progress_reporter(
+    label: str, epochs: int, min_seconds: float = PROGRESS_SECONDS, clock=time.perf_counter
+) -> Callable[[int, jax.Array], None]:
+    """An on_epoch for train_network that prints `label`'s progress (epochs/s, ETA) every tenth
+    of its `epochs`, where at least `min_seconds` have passed since the last line: a run of a
+    minute stays quiet, one of an hour shows where it is."""
+    progress = console.Progress(0, epochs, clock=clock, unit="epoch")
+    every = max(1, epochs // 10)
+    last_line = clock()
+
+    def report(done: int, loss: jax.Array) -> None:
+        nonlocal last_line
+        if done == 1:  # the first epoch compiled: rates count from here
+            progress.started(done)
+        elif (done % every == 0 or done == epochs) and clock() - last_line >= min_seconds:
+            last_line = clock()
+            console.say(f"{label}: {progress.line(done, {'loss': float(loss)})}")
+
+    return report
 
 
 def evaluate_set(
@@ -86,7 +119,10 @@ def evaluate_set(
     accuracies, seconds = [], []
     for run in range(runs):
         start = time.perf_counter()
-        state = train_network(trainer, jax.random.key(seed + run), images, labels, settings)
+        report = progress_reporter(f"{model_name} run {run + 1}/{runs}", settings.epochs + 1)
+        state = train_network(
+            trainer, jax.random.key(seed + run), images, labels, settings, on_epoch=report
+        )
         accuracies.append(nets.accuracy(model, state, *test))
         seconds.append(time.perf_counter() - start)
         logging.info("%s run %d: test top-1 %.4f (%.1f s)", model_name, run, accuracies[-1],
