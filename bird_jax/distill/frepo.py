@@ -127,18 +127,18 @@ class FeatureRegression(OneDeviceMethod):
         updates, opt_state = self.optimizer.update(grads, state.opt_state, learned)
         synthetic, labels = optax.apply_updates(learned, updates)
 
-        def train_online(_):
-            images, vectors = jax.lax.stop_gradient(self._support(synthetic, labels))
-            opt = jax.tree.map(lambda leaf: leaf[index], state.pool_opt_state)
-            grads = jax.grad(self._online_loss)(params, images, vectors)
-            updates, opt = self.online_optimizer.update(grads, opt, params)
-            return optax.apply_updates(params, updates), opt, state.pool_steps[index] + 1
-
-        def start_afresh(_):
-            return (*self._fresh_network(fresh_key), jnp.zeros((), jnp.int32))
-
-        new_params, new_opt, steps = jax.lax.cond(
-            state.pool_steps[index] >= self.max_online_updates, start_afresh, train_online, None
+        # The drawn network's Adam step on the set, or a fresh network once it has taken
+        # max_online_updates. Both are computed and one is kept: XLA:CPU runs convolutions
+        # inside a lax.cond branch several times slower than outside.
+        images, vectors = jax.lax.stop_gradient(self._support(synthetic, labels))
+        opt = jax.tree.map(lambda leaf: leaf[index], state.pool_opt_state)
+        grads = jax.grad(self._online_loss)(params, images, vectors)
+        updates, opt = self.online_optimizer.update(grads, opt, params)
+        trained = (optax.apply_updates(params, updates), opt, state.pool_steps[index] + 1)
+        fresh = (*self._fresh_network(fresh_key), jnp.zeros((), jnp.int32))
+        restart = state.pool_steps[index] >= self.max_online_updates
+        new_params, new_opt, steps = jax.tree.map(
+            lambda afresh, online: jnp.where(restart, afresh, online), fresh, trained
         )
         put = lambda pool, leaf: pool.at[index].set(leaf)  # noqa: E731
         return FRePoState(
