@@ -383,8 +383,9 @@ def patch_matmul_conv(
     (im2col); for `nn.Conv(..., conv_general_dilated=patch_matmul_conv)`.
 
     XLA:CPU runs convolutions inside a loop body (lax.scan) or a lax.cond branch far slower
-    than outside, their kernel gradients 50-100x (jax-ml/jax#12868); the matmul and slices that replace them here,
-    and all their derivatives, run at full speed there. Costs k*k times the input's memory.
+    than outside, their kernel gradients 50-100x (jax-ml/jax#12868); the matmul and slices
+    that replace them here, and all their derivatives, run at full speed there. Costs k*k
+    times the input's memory.
     """
     if lhs_dilation and set(lhs_dilation) != {1} or rhs_dilation and set(rhs_dilation) != {1}:
         raise ValueError("patch_matmul_conv: dilated convolutions are not supported.")
