@@ -129,7 +129,7 @@ class FeatureRegression(OneDeviceMethod):
 
         # The drawn network's Adam step on the set, or a fresh network once it has taken
         # max_online_updates. Both are computed and one is kept: XLA:CPU runs convolutions
-        # inside a lax.cond branch several times slower than outside.
+        # inside a lax.cond branch far slower than outside (58x for this step on cub20).
         images, vectors = jax.lax.stop_gradient(self._support(synthetic, labels))
         opt = jax.tree.map(lambda leaf: leaf[index], state.pool_opt_state)
         grads = jax.grad(self._online_loss)(params, images, vectors)

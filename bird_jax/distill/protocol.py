@@ -79,10 +79,11 @@ def progress_reporter(
 
     def report(done: int, loss: jax.Array) -> None:
         nonlocal last_line
+        now = clock()
         if done == 1:  # the first epoch compiled: rates count from here
             progress.started(done)
-        elif (done % every == 0 or done == epochs) and clock() - last_line >= min_seconds:
-            last_line = clock()
+        elif (done % every == 0 or done == epochs) and now - last_line >= min_seconds:
+            last_line = now
             console.say(f"{label}: {progress.line(done, {'loss': float(loss)})}")
 
     return report
