@@ -208,11 +208,50 @@ def test_protocol_drops_the_learning_rate_after_half_with_fresh_momentum():
     config = tiny_distill_config.get_config("random")
     model = protocol.eval_model("convnet", config, 3)
     settings = config.evaluation
-    trainer = nets.NetTrainer(model, nets.sgd(settings.lr, 0.9, 5e-4), "none")
+    trainer = nets.NetTrainer(model, protocol.optimizer(settings, len(labels)), "none")
     state = protocol.train_network(trainer, jax.random.key(0), images, labels, settings)
     assert float(state.opt_state.hyperparams["learning_rate"]) == pytest.approx(1e-3)
     # Reset after epoch epochs // 2 + 1 (3 of 0..4): one epoch (one batch) since.
     assert int(state.opt_state.count) == 1
+
+
+def test_adam_evaluation_warms_up_then_decays_to_a_hundredth_over_the_runs_steps():
+    settings = tiny_distill_config.get_config("frepo").evaluation
+    settings.lr, settings.epochs, settings.batch_size, settings.warmup_steps = 1e-3, 9, 4, 5
+    steps = protocol.total_steps(settings, set_size=10)  # 10 epochs of 3 batches
+    schedule = protocol.adam_schedule(settings, steps)
+    assert steps == 30
+    assert [float(schedule(step)) for step in (0, 5, 30)] == pytest.approx([0, 1e-3, 1e-5])
+    assert float(schedule(15)) < 1e-3
+    # A warmup longer than the run is capped at half of it, so the run still reaches its peak.
+    settings.warmup_steps = 500
+    assert float(protocol.adam_schedule(settings, steps)(15)) == pytest.approx(1e-3)
+
+
+def test_adam_evaluation_keeps_one_optimiser_state_for_the_whole_run():
+    real = toy_real(per_class=(4, 4, 4))
+    images, labels = real.flat()
+    config = tiny_distill_config.get_config("frepo")
+    model = protocol.eval_model("convnet", config, 3)
+    optimizer = protocol.optimizer(config.evaluation, len(labels))
+    state = protocol.train_network(
+        nets.NetTrainer(model, optimizer, "none"), jax.random.key(0), images, labels,
+        config.evaluation,
+    )  # fmt: skip
+    adam_state = state.opt_state[0]  # no fresh state past half, unlike the SGD protocol
+    assert int(adam_state.count) == protocol.total_steps(config.evaluation, len(labels)) == 5
+
+
+def test_adam_evaluation_learns_digits_from_label_vectors(digits):
+    choice = tiny_distill_config.get_config("random")
+    choice.distill.ipc = 10
+    images, classes = methods.distill(choice, digits).flat()
+    vectors = np.eye(10, dtype=np.float32)[classes] - 0.1  # FRePo's centred one-hot targets
+    config = tiny_distill_config.get_config("frepo")
+    config.evaluation.update(epochs=40, dsa_strategy="none", lr=3e-3, warmup_steps=10)
+    test = digits.flat()
+    result = protocol.evaluate_set(config, images, vectors, test, "convnet")
+    assert result["optimizer"] == "adam" and result["mean"] > 0.5  # chance is 0.1
 
 
 def test_protocol_learns_digits_from_ten_real_images_per_class(digits):
@@ -278,6 +317,7 @@ def test_command_writes_the_set_its_pictures_and_results_and_resumes_exactly(tmp
         ({"evaluation.models": ("convnet", "resnet9")}, "Unknown evaluation.models entry"),
         ({"distill.init": "zeros"}, "distill.init must be one of"),
         ({"distill.eval_at": (0, 99)}, r"distill.eval_at \[99\] lie outside the run's iterations"),
+        ({"evaluation.optimizer": "lamb"}, "evaluation.optimizer must be one of"),
     ],
 )
 def test_bad_settings_stop_before_the_workdir_is_made(tmp_path, change, message):

@@ -135,6 +135,10 @@ def test_shipped_frepo_config_holds_the_official_settings():
     settings = config.distill
     assert (settings.iterations, settings.lr_img, settings.batch_real) == (500_000, 3e-4, 1024)
     assert (settings.pool_size, settings.max_online_updates, settings.flip) == (10, 100, True)
+    # Its evaluation (script/eval.py): Adam at 3e-4, 500 warmup steps, batches of up to 500.
+    evaluation = config.evaluation
+    assert (evaluation.optimizer, evaluation.lr, evaluation.warmup_steps) == ("adam", 3e-4, 500)
+    assert evaluation.batch_size == 500
 
 
 @pytest.mark.parametrize("learned, target_dims", [(True, 2), (False, 1)])

@@ -109,13 +109,17 @@ def get_config(method: str, variant: str = "cifar10_ipc10") -> ml_collections.Co
     # 1,000 epochs with DSA, as the official evaluate_synset; the papers' no-DSA protocol:
     # --config.evaluation.dsa_strategy=none --config.evaluation.epochs=300.
     config.evaluation.epochs = 1000
-    config.evaluation.lr = 0.01
+    # FRePo's sets train as its own evaluation does: Adam at 3e-4 (warmup, then cosine), batches
+    # of up to 500; every other set with the DC protocol's SGD (lr x0.1 past half).
+    config.evaluation.optimizer = "adam" if method == "frepo" else "sgd"
+    config.evaluation.warmup_steps = 500  # adam: linear warmup (at most half the run's steps)
+    config.evaluation.lr = 3e-4 if method == "frepo" else 0.01
     config.evaluation.learned_lr = True  # a set's learned step size (MTT's) replaces lr
     # A set's learned label vectors (FRePo's) as targets, with FRePo's regression loss; False:
     # its class labels with cross-entropy, as every other set.
     config.evaluation.learned_labels = True
-    config.evaluation.momentum = 0.9
-    config.evaluation.weight_decay = 5e-4
-    config.evaluation.batch_size = 256
+    config.evaluation.momentum = 0.9  # sgd
+    config.evaluation.weight_decay = 5e-4  # sgd
+    config.evaluation.batch_size = 500 if method == "frepo" else 256
     config.evaluation.dsa_strategy = DSA_STRATEGY
     return config

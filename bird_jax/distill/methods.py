@@ -29,6 +29,7 @@ from bird_jax.distill import (
     latent,
     mtt,
     nets,
+    protocol,
     reductions,
     zca,
 )
@@ -41,7 +42,9 @@ from bird_jax.models.convnet import min_image_size
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
-    """ValueError naming the key if config.distill cannot work (checked before any compute)."""
+    """ValueError naming the key if config.distill or config.evaluation cannot work (checked
+    before any compute)."""
+    protocol.check_settings(config)
     settings = config.distill
     if settings.method not in METHODS:
         raise ValueError(
