@@ -6,6 +6,8 @@ Real data: the embedded digits through tests/tiny_distill_config.py (16 px, Conv
 """
 
 import json
+import os
+import signal
 
 import jax
 import jax.numpy as jnp
@@ -18,13 +20,14 @@ from bird_jax.distill.defaults import DSA_STRATEGY as DSA
 from bird_jax.distill.matching import gradient_distance, mean_embedding_loss, siamese_pairs
 from bird_jax.distill.real import RealData, by_class, load_real, sample_per_class
 from bird_jax.distill.run import RESULTS_FILE, distill_and_evaluate, grid_image
-from bird_jax.distill.state_file import STATE_FILE
+from bird_jax.distill.state_file import STATE_FILE, saved_iteration
 from bird_jax.distill.synthetic import (
     SyntheticSet,
     check_matches,
     load_synthetic,
     save_synthetic,
 )
+from bird_jax.signals import Stopped
 from bird_jax.workdir import Workdir
 from tests import tiny_distill_config
 
@@ -306,6 +309,25 @@ def test_command_writes_the_set_its_pictures_and_results_and_resumes_exactly(tmp
     assert efficiency["total"]["segments"] == 2 and efficiency["total"]["trained_steps"] == 4
     assert second["distill_kwh"] > first["distill_kwh"]
     assert efficiency["flops"]["per_step"] == pytest.approx(results["flops_per_iteration"])
+
+
+def test_a_sigterm_saves_and_stops_a_run_given_no_stop_request(tmp_path, monkeypatch):
+    def unprotected(signum, frame):
+        raise AssertionError("SIGTERM reached the caller's handler: the run installed none")
+
+    from bird_jax import console
+
+    monkeypatch.setattr(
+        console.Progress, "started", lambda self, done: os.kill(os.getpid(), signal.SIGTERM)
+    )  # a preemption right after the first iteration
+    previous = signal.signal(signal.SIGTERM, unprotected)
+    try:
+        with pytest.raises(Stopped, match="SIGTERM at step 1"):
+            _run(tmp_path, "stopped", iterations=4)
+        assert signal.getsignal(signal.SIGTERM) is unprotected  # the caller's, back again
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert saved_iteration(tmp_path / "stopped") == 1
 
 
 @pytest.mark.parametrize(

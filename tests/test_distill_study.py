@@ -55,6 +55,7 @@ def test_a_small_study_writes_its_report_and_reruns_without_recomputing(tmp_path
     assert full["method"] == "full" and full["ipc"] > 100  # the digits' smallest class
     assert all(0 <= row["convnet_mean"] <= 1 and row["total_kwh"] > 0 for row in rows)
     assert rows[2]["storage_bytes"] == 10 * 16 * 16 * 3  # DM, one image a class
+    assert {row["optimizer"] for row in rows} == {"sgd"}  # the protocol's, for every set
     report = tmp_path / "report"
     for name in ("distill.md", "distill.csv", "accuracy_vs_ipc.png", "accuracy_vs_energy.png",
                  "accuracy_vs_iteration.png"):  # fmt: skip
@@ -71,6 +72,16 @@ def test_a_small_study_writes_its_report_and_reruns_without_recomputing(tmp_path
     again = study.run_study(configs, tmp_path)  # finished variants are read, not rerun
     assert read_json(tmp_path / "dm_ipc1" / "results.json") == before
     assert again == rows
+
+
+def test_the_table_names_an_evaluation_that_is_not_the_protocols_sgd():
+    row = {"storage_bytes": 768, "distill_seconds": 1.0, "distill_kwh": 0.0, "convnet_mean": 0.5,
+           "convnet_std": 0.0, "convnet_train_kwh": 0.0}  # fmt: skip
+    table = study.markdown_table([
+        {**row, "variant": "dm_ipc1", "optimizer": "sgd"},
+        {**row, "variant": "frepo_ipc1", "optimizer": "adam"},
+    ])  # fmt: skip
+    assert "| dm_ipc1 |" in table and "| frepo_ipc1 (adam evaluation) |" in table
 
 
 def test_a_stopped_study_saves_the_variant_in_progress_and_resumes_it(tmp_path):

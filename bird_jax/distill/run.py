@@ -121,7 +121,7 @@ class _Run:
         partial.replace(path)
 
 
-def _loop(run: _Run, stop: StopRequest | None) -> tuple[SyntheticSet, int | None]:
+def _loop(run: _Run, stop: StopRequest) -> tuple[SyntheticSet, int | None]:
     """The iterations of DC/DSA/DM (latent too) from the last checkpoint; the final set, kept
     (its state, files and grid written by the last iteration's checkpoint), and the values it
     stores where they are not its pixels."""
@@ -165,7 +165,7 @@ def _loop(run: _Run, stop: StopRequest | None) -> tuple[SyntheticSet, int | None
             loss = float(metrics["loss"])
             console.say(progress.line(done, {"loss": loss}))
             run.writer.write_scalars(done, {"distill/loss": loss})
-        stopping = stop is not None and stop.requested
+        stopping = stop.requested
         last = done == settings.iterations
         if last or done % settings.checkpoint_every == 0 or done in eval_at or stopping:
             with clock.phase("checkpoint"):
@@ -198,7 +198,12 @@ def distill_and_evaluate(
     config: ml_collections.ConfigDict, workdir: Workdir, stop: StopRequest | None = None
 ) -> dict:
     """Distils config.data's train split per config.distill into `workdir`, then evaluates the
-    set with every network of evaluation.models on data.eval_split. Returns results.json."""
+    set with every network of evaluation.models on data.eval_split. Returns results.json.
+    SIGTERM/Ctrl-C save the set and raise Stopped; `stop` is the caller's StopRequest, else one
+    is active for the whole call."""
+    if stop is None:
+        with StopRequest() as stop:
+            return distill_and_evaluate(config, workdir, stop)
     methods.check_config(config)
     info = load_splits(config.data)
     data = config.data

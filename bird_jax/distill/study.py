@@ -149,6 +149,7 @@ def read_row(name: str, path: Path) -> dict[str, Any]:
         "storage_bytes": results["storage_bytes"],
         "distill_seconds": results["distill_seconds"],
         "distill_kwh": results["distill_kwh"],
+        "optimizer": final[0].get("optimizer", "sgd"),  # of its evaluation runs
     }
     for evaluation in final:
         model = evaluation["model"]
@@ -165,12 +166,14 @@ def _models(rows: Sequence[dict]) -> list[str]:
 
 
 def markdown_table(rows: Sequence[dict]) -> str:
-    """Per variant: each network's test top-1 mean +- std, storage, distilling, training cost."""
+    """Per variant: each network's test top-1 mean +- std, storage, distilling, training cost;
+    a variant trained otherwise than with the protocol's SGD (FRePo's Adam) says so."""
     models = _models(rows)
     head = ["variant", *models, "storage", "distilling", "distil kWh", "train kWh (1 run)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
-        cells = [row["variant"]]
+        optimizer = row.get("optimizer", "sgd")
+        cells = [row["variant"] + ("" if optimizer == "sgd" else f" ({optimizer} evaluation)")]
         for model in models:
             mean = row.get(f"{model}_mean")
             cells.append(
