@@ -172,7 +172,7 @@ def markdown_table(rows: Sequence[dict]) -> str:
     head = ["variant", *models, "storage", "distilling", "distil kWh", "train kWh (1 run)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
-        optimizer = row.get("optimizer", "sgd")
+        optimizer = row["optimizer"]  # read_row's: "sgd" for results that predate the option
         cells = [row["variant"] + ("" if optimizer == "sgd" else f" ({optimizer} evaluation)")]
         for model in models:
             mean = row.get(f"{model}_mean")
