@@ -24,11 +24,13 @@ def test_codes_are_a_sixteenth_of_the_image_a_channel_and_decode_to_its_shape():
     assert autoencoder.sizes(SMALL, (16, 16, 3)) == (decoder, 4 * 4 * 2)
 
 
-def test_training_lowers_the_reconstruction_error():
+def test_training_lowers_the_reconstruction_error_and_shows_progress(capsys):
     images = toy_real(size=16).flat()[0]
     _, after_one = autoencoder.train(SMALL, jax.random.key(0), images, epochs=1, batch_size=8)
     _, after_many = autoencoder.train(SMALL, jax.random.key(0), images, epochs=30, batch_size=8)
     assert after_many < 0.7 * after_one
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.startswith("autoencoder: epoch 30/30") and "epochs/s" in last
 
 
 def test_codes_a_class_fit_the_budget_with_the_decoder():

@@ -163,6 +163,19 @@ def test_experts_are_written_once_read_in_pairs_and_checked(tmp_path):
         experts.ExpertStore(tmp_path / "none", 7)
 
 
+def test_smaller_expert_batches_take_more_steps_an_epoch(tmp_path):
+    real = toy_real(num_classes=3, per_class=(6, 6, 6))
+    moved = {}
+    for batch in (18, 3):  # one step an epoch, then six
+        path, = experts.build_experts(TINY, jax.random.key(0), real, tmp_path / str(batch), [0],
+                                      1, "none", batch)  # fmt: skip
+        trajectory = np.load(path)
+        moved[batch] = np.linalg.norm(trajectory[1] - trajectory[0])
+    assert moved[3] > 2 * moved[18]
+    with pytest.raises(ValueError, match="distill.expert_batch must be >= 1"):
+        methods.check_config(_config(expert_batch=0))
+
+
 def _config(**distill):
     config = tiny_distill_config.get_config("mtt")
     config.distill.update(num_experts=2, expert_train_epochs=3, syn_steps=3, expert_epochs=1,

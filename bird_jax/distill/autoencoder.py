@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from bird_jax import console
 from bird_jax.distill.real import RealData, denormalise, sample_per_class
 from bird_jax.figures import image_grid
 
@@ -79,8 +80,8 @@ def sizes(model: ConvAutoencoder, image_shape: tuple[int, ...]) -> tuple[int, in
 def train(
     model: ConvAutoencoder, key: jax.Array, images: np.ndarray, epochs: int, batch_size: int = 64
 ) -> tuple[dict, float]:
-    """Parameters trained `epochs` shuffled epochs with Adam (lr 1e-3) on reconstruction MSE;
-    returns them and the last epoch's mean loss."""
+    """Parameters trained `epochs` shuffled epochs with Adam (lr 1e-3) on reconstruction MSE,
+    a progress line per epoch; returns them and the last epoch's mean loss."""
     init_key, key = jax.random.split(key)
     params = model.init(init_key, jnp.zeros((1, *images.shape[1:]), jnp.float32))["params"]
     optimizer = optax.adam(1e-3)
@@ -95,6 +96,8 @@ def train(
         return optax.apply_updates(params, updates), opt_state, loss
 
     loss = float("nan")
+    progress = console.Progress(0, epochs, unit="epoch")
+    progress.started(0)
     for epoch in range(epochs):
         order = np.asarray(jax.random.permutation(jax.random.fold_in(key, epoch), len(images)))
         losses = []
@@ -103,6 +106,7 @@ def train(
             params, opt_state, batch_loss = step(params, opt_state, batch)
             losses.append(float(batch_loss))
         loss = float(np.mean(losses))
+        console.say(f"autoencoder: {progress.line(epoch + 1, {'loss': loss})}")
     return params, loss
 
 

@@ -86,6 +86,9 @@ def get_config(method: str, variant: str = "cifar10_ipc10") -> ml_collections.Co
     config.distill.experts = ""  # directory of expert_*.npy; "": <workdir>/experts, built there
     config.distill.num_experts = 100
     config.distill.expert_train_epochs = 50
+    # The experts' SGD batch (official: 256). An epoch of cub20's 479 photos is 2 steps at 256:
+    # smaller batches give a small dataset's experts trajectories worth matching.
+    config.distill.expert_batch = 256
     config.distill.pool_size = 10  # frepo: online networks, each restarted after
     config.distill.max_online_updates = 100  # ... this many steps on the set
     config.distill.flip = True  # frepo: the set's mirror images join the kernel (colour data)

@@ -1,6 +1,7 @@
 """Expert trajectories for MTT: networks trained on the real images, their parameters kept after
 every epoch (Cazenavette et al. 2022; official `buffer.py`: SGD lr 0.01, no momentum or weight
-decay, DSA, batch 256, 50 epochs, 100 experts).
+decay, DSA, batch 256, 50 epochs, 100 experts; the batch is a setting, as an epoch of a small
+dataset is a few steps at 256).
 
 Each expert is one file, `expert_<i>.npy`: float32 [epochs + 1, P], the flattened parameters
 (jax.flatten_util order) at the start and after each epoch. Files are written atomically and
@@ -92,9 +93,11 @@ def build_experts(
     indices: Iterable[int],
     epochs: int,
     strategy: str,
+    batch: int = 256,
 ) -> list[Path]:
     """Trains and writes the experts of `indices` not yet in `directory` (expert i from
-    fold_in(key, i)), a progress line per epoch; returns every requested expert's path."""
+    fold_in(key, i)) in SGD batches of `batch`, a progress line per epoch; returns every
+    requested expert's path."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     indices = list(indices)
@@ -112,7 +115,7 @@ def build_experts(
             console.say(f"expert {index}, epoch {epoch}/{epochs}: {line}")
 
         trajectory = train_trajectory(model, jax.random.fold_in(key, index), real, epochs,
-                                      strategy, on_epoch=report)  # fmt: skip
+                                      strategy, batch, on_epoch=report)  # fmt: skip
         partial = path.with_suffix(".partial.npy")
         np.save(partial, trajectory)
         partial.replace(path)

@@ -78,6 +78,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
             f"{len(settings.autoencoder_widths)} times (distill.autoencoder_widths): use a "
             f"multiple of {scale}."
         )
+    if settings.method == "mtt" and settings.expert_batch < 1:
+        raise ValueError(f"distill.expert_batch must be >= 1, got {settings.expert_batch}.")
     if settings.method in ITERATIVE and settings.iterations < 0:
         raise ValueError(f"distill.iterations must be >= 0, got {settings.iterations}.")
     outside = sorted(i for i in settings.eval_at if not 0 <= i <= settings.iterations)
@@ -124,7 +126,8 @@ def expert_store(
     model = _model(config, real.num_classes)
     key = jax.random.fold_in(keys(config)[0], 1)
     experts.build_experts(model, key, real, where, range(settings.num_experts),
-                          settings.expert_train_epochs, settings.dsa_strategy)  # fmt: skip
+                          settings.expert_train_epochs, settings.dsa_strategy,
+                          settings.expert_batch)  # fmt: skip
     num_params = sum(int(np.size(leaf)) for leaf in jax.tree.leaves(
         iterative.fresh_params(model, jax.random.key(0), real.image_shape)))  # fmt: skip
     return experts.ExpertStore(where, num_params)
