@@ -72,16 +72,23 @@ def test_a_small_study_writes_its_report_and_reruns_without_recomputing(tmp_path
     again = study.run_study(configs, tmp_path)  # finished variants are read, not rerun
     assert read_json(tmp_path / "dm_ipc1" / "results.json") == before
     assert again == rows
+    # A later command with other variants reports them and every variant finished before.
+    later = study.variant_configs(base, ["random"], ipcs=[3], full_epochs=0)
+    merged = study.run_study(later, tmp_path)
+    assert [row["variant"] for row in merged] == ["random_ipc3", "dm_ipc1", "dm_ipc2",
+                                                  "random_ipc1", "random_ipc2", "full"]  # fmt: skip
+    assert "| dm_ipc2 |" in (report / "distill.md").read_text()
 
 
 def test_the_table_names_an_evaluation_that_is_not_the_protocols_sgd():
     row = {"storage_bytes": 768, "distill_seconds": 1.0, "distill_kwh": 0.0, "convnet_mean": 0.5,
-           "convnet_std": 0.0, "convnet_train_kwh": 0.0}  # fmt: skip
+           "convnet_std": 0.0, "convnet_train_kwh": 0.0, "epochs": 300}  # fmt: skip
     table = study.markdown_table([
         {**row, "variant": "dm_ipc1", "optimizer": "sgd"},
         {**row, "variant": "frepo_ipc1", "optimizer": "adam"},
     ])  # fmt: skip
     assert "| dm_ipc1 |" in table and "| frepo_ipc1 (adam evaluation) |" in table
+    assert "| epochs |" in table and "| 50.00 ± 0.00 | 300 |" in table
 
 
 def test_a_stopped_study_saves_the_variant_in_progress_and_resumes_it(tmp_path):

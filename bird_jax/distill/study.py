@@ -104,8 +104,10 @@ def run_study(
     stop: StopRequest | None = None,
 ) -> list[dict]:
     """Distils and evaluates each variant in workdir/<name> (finished ones are read, not rerun),
-    writes workdir/report and returns its rows. A `stop` request (SIGTERM, Ctrl-C) saves the
-    variant in progress and raises Stopped: the same call resumes it."""
+    writes workdir/report and returns its rows: these variants', then those finished in workdir
+    by earlier commands, so a study built up over several commands ends in one report. A `stop`
+    request (SIGTERM, Ctrl-C) saves the variant in progress and raises Stopped: the same call
+    resumes it."""
     workdir = Path(workdir)
     for name, config in configs.items():
         path = workdir / name
@@ -114,7 +116,8 @@ def run_study(
         if name == FULL:
             config = _whole_split(config)
         distill_and_evaluate(config, Workdir(path), stop)
-    rows = [read_row(name, workdir / name) for name in configs]
+    names = [*configs, *finished_variants(workdir, besides=list(configs))]
+    rows = [read_row(name, workdir / name) for name in names]
     write_report(rows, workdir / "report", workdir)
     return rows
 
@@ -127,6 +130,12 @@ def _whole_split(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict
     config = copy.deepcopy(config)
     config.distill.ipc = int(split_counts(load_splits(config.data), config.data.train_split).min())
     return config
+
+
+def finished_variants(workdir: Path, besides: Sequence[str] = ()) -> list[str]:
+    """The finished variants in `workdir` not among `besides`, by name, the full row last."""
+    found = [p.name for p in Path(workdir).iterdir() if p.name not in besides and _finished(p)]
+    return sorted(found, key=lambda name: (name == FULL, name))
 
 
 def _finished(path: Path) -> bool:
@@ -150,6 +159,7 @@ def read_row(name: str, path: Path) -> dict[str, Any]:
         "distill_seconds": results["distill_seconds"],
         "distill_kwh": results["distill_kwh"],
         "optimizer": final[0].get("optimizer", "sgd"),  # of its evaluation runs
+        "epochs": final[0]["epochs"],
     }
     for evaluation in final:
         model = evaluation["model"]
@@ -166,10 +176,12 @@ def _models(rows: Sequence[dict]) -> list[str]:
 
 
 def markdown_table(rows: Sequence[dict]) -> str:
-    """Per variant: each network's test top-1 mean +- std, storage, distilling, training cost;
-    a variant trained otherwise than with the protocol's SGD (FRePo's Adam) says so."""
+    """Per variant: each network's test top-1 mean +- std, its training epochs, storage,
+    distilling, training cost; a variant trained otherwise than with the protocol's SGD (FRePo's
+    Adam) says so."""
     models = _models(rows)
-    head = ["variant", *models, "storage", "distilling", "distil kWh", "train kWh (1 run)"]
+    head = ["variant", *models, "epochs", "storage", "distilling", "distil kWh",
+            "train kWh (1 run)"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         optimizer = row["optimizer"]  # read_row's: "sgd" for results that predate the option
@@ -181,6 +193,7 @@ def markdown_table(rows: Sequence[dict]) -> str:
             )
         train = row.get(f"{models[0]}_train_kwh") if models else None
         cells += [
+            str(row["epochs"]),
             f"{row['storage_bytes'] / 1e3:,.1f} kB",
             f"{row['distill_seconds']:.0f} s",
             f"{row['distill_kwh']:.4f}",
