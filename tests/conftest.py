@@ -1,4 +1,5 @@
-"""Test setup: 8 fake CPU devices for pmap, fast compiles, and absl flags marked parsed.
+"""Test setup: 8 fake CPU devices for pmap, fast compiles, absl flags marked parsed, and
+temporary files kept under pytest's own directory.
 
 The tests check numerics and behaviour, never speed, so XLA skips most optimisations
 (JAX_DISABLE_MOST_OPTIMIZATIONS, inherited by the processes tests start, except the quickstart,
@@ -11,6 +12,7 @@ gives the CPU beside it (used for FLOP counts) its eight devices.
 """
 
 import os
+import tempfile
 
 # Must happen before jax is imported anywhere.
 os.environ["XLA_FLAGS"] = (
@@ -19,6 +21,23 @@ os.environ["XLA_FLAGS"] = (
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 
+import pytest  # noqa: E402
 from absl import flags  # noqa: E402
 
 flags.FLAGS.mark_as_parsed()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _temporary_files_where_pytest_cleans_up(tmp_path_factory):
+    """Libraries' temporary files (TFDS leaves an empty tmp*tfds directory for every dataset it
+    builds) go under pytest's base directory, of which pytest keeps the last three, not /tmp;
+    so do those of the processes the tests start."""
+    directory = str(tmp_path_factory.mktemp("tempfile"))
+    previous = os.environ.get("TMPDIR")
+    tempfile.tempdir, os.environ["TMPDIR"] = directory, directory
+    yield
+    tempfile.tempdir = None
+    if previous is None:
+        del os.environ["TMPDIR"]
+    else:
+        os.environ["TMPDIR"] = previous
