@@ -176,9 +176,9 @@ def _models(rows: Sequence[dict]) -> list[str]:
 
 
 def markdown_table(rows: Sequence[dict]) -> str:
-    """Per variant: each network's test top-1 mean +- std, its training epochs, storage,
-    distilling, training cost; a variant trained otherwise than with the protocol's SGD (FRePo's
-    Adam) says so."""
+    """Per variant: each network's test top-1 mean (+- std where it ran more than once), its
+    epochs, storage, distilling, training cost; a variant trained otherwise than with the
+    protocol's SGD (FRePo's Adam) says so."""
     models = _models(rows)
     head = ["variant", *models, "epochs", "storage", "distilling", "distil kWh",
             "train kWh (1 run)"]  # fmt: skip
@@ -187,10 +187,9 @@ def markdown_table(rows: Sequence[dict]) -> str:
         optimizer = row["optimizer"]  # read_row's: "sgd" for results that predate the option
         cells = [row["variant"] + ("" if optimizer == "sgd" else f" ({optimizer} evaluation)")]
         for model in models:
-            mean = row.get(f"{model}_mean")
-            cells.append(
-                "" if mean is None else f"{100 * mean:.2f} ± {100 * row[f'{model}_std']:.2f}"
-            )
+            mean, runs = row.get(f"{model}_mean"), row.get(f"{model}_runs", 1)
+            spread = f" ± {100 * row[f'{model}_std']:.2f}" if runs > 1 else ""
+            cells.append("" if mean is None else f"{100 * mean:.2f}{spread}")
         train = row.get(f"{models[0]}_train_kwh") if models else None
         cells += [
             str(row["epochs"]),
@@ -210,6 +209,18 @@ def _by_method(rows: Sequence[dict]) -> dict[str, list[dict]]:
     return grouped
 
 
+def method_colour(method: str):
+    """The method's colour in every plot of every report (tab20 without its greys, in the order
+    of coresets, iterative methods, reductions); the whole split's grey."""
+    from matplotlib import colormaps
+
+    if method == FULL:
+        return "grey"
+    order = [*defaults.CORESETS, *defaults.ITERATIVE, *defaults.REDUCTIONS]
+    shades = [i for i in (*range(0, 20, 2), *range(1, 20, 2)) if i not in (14, 15)]
+    return colormaps["tab20"](shades[order.index(method) % len(shades)])
+
+
 def _plot_ipc(axes, rows: Sequence[dict], model: str) -> None:
     """Accuracy against images per class, a line per method; the whole split as a level."""
     for method, group in _by_method(rows).items():
@@ -220,7 +231,7 @@ def _plot_ipc(axes, rows: Sequence[dict], model: str) -> None:
             continue
         group = sorted(group, key=lambda r: r["ipc"])
         axes.plot([r["ipc"] for r in group], [100 * r[f"{model}_mean"] for r in group],
-                  marker="o", label=method)  # fmt: skip
+                  marker="o", label=method, color=method_colour(method))  # fmt: skip
     ipcs = sorted({r["ipc"] for r in rows if r["method"] != FULL})
     if len(ipcs) > 2:
         axes.set_xscale("log")
@@ -235,8 +246,8 @@ def _plot_energy(axes, rows: Sequence[dict], model: str) -> None:
     for method, group in _by_method(rows).items():
         x = [1000 * r["total_kwh"] for r in group]
         y = [100 * r[f"{model}_mean"] for r in group]
-        style = {"color": "grey", "marker": "s"} if method == FULL else {"marker": "o"}
-        axes.scatter(x, y, label="whole split" if method == FULL else method, **style)
+        label, marker = ("whole split", "s") if method == FULL else (method, "o")
+        axes.scatter(x, y, label=label, color=method_colour(method), marker=marker)
         for row, xy in zip(group, zip(x, y, strict=True), strict=True):
             axes.annotate(str(row["ipc"]), xy, xytext=(4, 4), textcoords="offset points",
                           fontsize=7)  # fmt: skip
@@ -260,17 +271,20 @@ def accuracy_curves(rows: Sequence[dict], workdir: Path, model: str) -> dict[str
 
 def _plot_iterations(axes, rows: Sequence[dict], curves: dict[str, list]) -> None:
     """Accuracy against distillation iterations (log scale, 0 included): a line per iterative
-    variant, a dashed level for each set made in one go (random, PCA, ...)."""
+    variant, a dashed level, in its method's colour, for each set made in one go (random, PCA,
+    ...)."""
     method = {row["variant"]: row["method"] for row in rows}
     for variant, points in curves.items():
+        colour = method_colour(method[variant])
         if method[variant] in defaults.ONE_SHOT:
-            axes.axhline(100 * points[0][1], linestyle="--", color="grey", linewidth=1)
+            axes.axhline(100 * points[0][1], linestyle="--", color=colour, linewidth=1)
             axes.annotate(variant, (0, 100 * points[0][1]), xycoords=("axes fraction", "data"),
                           xytext=(4, 3), textcoords="offset points", fontsize=7)  # fmt: skip
             continue
         axes.plot(*zip(*[(i, 100 * m) for i, m in points], strict=True), marker="o",
-                  label=variant)  # fmt: skip
+                  label=variant, color=colour)  # fmt: skip
     axes.set_xscale("symlog", linthresh=1)  # logarithmic, with the start (iteration 0) shown
+    axes.set_xlim(left=0)
     axes.set_xlabel("distillation iterations")
     axes.set_title("Accuracy vs iterations")
 
@@ -297,11 +311,11 @@ def write_report(rows: Sequence[dict], out: Path, workdir: Path) -> list[Path]:
     if any(len(points) > 1 for points in curves.values()):
         plots["accuracy_vs_iteration.png"] = lambda axes: _plot_iterations(axes, rows, curves)
     for name, plot in plots.items():
-        figure, axes = figure_and_axes()
+        figure, axes = figure_and_axes(width=8.0)
         plot(axes)
         axes.set_ylabel(f"{first} test top-1 (%)")
         axes.grid(alpha=0.3)
-        axes.legend(fontsize=8)
+        axes.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))  # off the data
         figure.savefig(out / name)
         written.append(out / name)
     grids = out / "grids"
