@@ -163,15 +163,16 @@ def test_experts_are_written_once_read_in_pairs_and_checked(tmp_path):
         experts.ExpertStore(tmp_path / "none", 7)
 
 
-def test_smaller_expert_batches_take_more_steps_an_epoch(tmp_path):
-    real = toy_real(num_classes=3, per_class=(6, 6, 6))
+def test_experts_train_with_the_runs_expert_batch_and_lr_teacher(tmp_path):
+    real = toy_real(per_class=(6, 6, 6))
     moved = {}
-    for batch in (18, 3):  # one step an epoch, then six
-        path, = experts.build_experts(TINY, jax.random.key(0), real, tmp_path / str(batch), [0],
-                                      1, "none", batch)  # fmt: skip
-        trajectory = np.load(path)
-        moved[batch] = np.linalg.norm(trajectory[1] - trajectory[0])
-    assert moved[3] > 2 * moved[18]
+    for name, settings in {"official": {}, "batch 3": {"expert_batch": 3},
+                           "lr 0": {"lr_teacher": 0.0}}.items():  # fmt: skip
+        config = _config(num_experts=1, expert_train_epochs=1, **settings)
+        start, end = methods.expert_store(config, real, tmp_path / name).pair(0, 0, 1)
+        moved[name] = np.linalg.norm(end - start)
+    assert moved["batch 3"] > 2 * moved["official"] > 0  # six steps an epoch against one
+    assert moved["lr 0"] == 0
     with pytest.raises(ValueError, match="distill.expert_batch must be >= 1"):
         methods.check_config(_config(expert_batch=0))
 

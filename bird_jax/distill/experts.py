@@ -1,7 +1,7 @@
 """Expert trajectories for MTT: networks trained on the real images, their parameters kept after
 every epoch (Cazenavette et al. 2022; official `buffer.py`: SGD lr 0.01, no momentum or weight
-decay, DSA, batch 256, 50 epochs, 100 experts; the batch is a setting, as an epoch of a small
-dataset is a few steps at 256).
+decay, DSA, batch 256, 50 epochs, 100 experts; the learning rate and the batch are settings,
+as an epoch of a small dataset is a few steps at 256).
 
 Each expert is one file, `expert_<i>.npy`: float32 [epochs + 1, P], the flattened parameters
 (jax.flatten_util order) at the start and after each epoch. Files are written atomically and
@@ -26,7 +26,6 @@ from bird_jax import console
 from bird_jax.distill import nets, zca
 from bird_jax.distill.real import RealData
 
-EXPERT_LEARNING_RATE = 0.01  # official lr_teacher
 SPACE_FILE = "space.json"
 
 
@@ -67,11 +66,12 @@ def train_trajectory(
     epochs: int,
     strategy: str,
     batch: int = 256,
+    learning_rate: float = 0.01,
     on_epoch: Callable[[int, float], None] | None = None,
 ) -> np.ndarray:
     """float32 [epochs + 1, P]: the flattened parameters before training and after each epoch
-    (`on_epoch(epoch, last batch loss)` after each)."""
-    trainer = nets.NetTrainer(model, nets.sgd(EXPERT_LEARNING_RATE), strategy)
+    of SGD at `learning_rate` (`on_epoch(epoch, last batch loss)` after each)."""
+    trainer = nets.NetTrainer(model, nets.sgd(learning_rate), strategy)
     init_key, key = jax.random.split(key)
     state = trainer.init(init_key, real.image_shape)
     images, labels = real.flat()
@@ -94,10 +94,11 @@ def build_experts(
     epochs: int,
     strategy: str,
     batch: int = 256,
+    learning_rate: float = 0.01,
 ) -> list[Path]:
     """Trains and writes the experts of `indices` not yet in `directory` (expert i from
-    fold_in(key, i)) in SGD batches of `batch`, a progress line per epoch; returns every
-    requested expert's path."""
+    fold_in(key, i)) with SGD at `learning_rate` in batches of `batch`, a progress line per
+    epoch; returns every requested expert's path."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     indices = list(indices)
@@ -115,7 +116,7 @@ def build_experts(
             console.say(f"expert {index}, epoch {epoch}/{epochs}: {line}")
 
         trajectory = train_trajectory(model, jax.random.fold_in(key, index), real, epochs,
-                                      strategy, batch, on_epoch=report)  # fmt: skip
+                                      strategy, batch, learning_rate, report)  # fmt: skip
         partial = path.with_suffix(".partial.npy")
         np.save(partial, trajectory)
         partial.replace(path)

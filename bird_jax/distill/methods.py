@@ -127,7 +127,7 @@ def expert_store(
     key = jax.random.fold_in(keys(config)[0], 1)
     experts.build_experts(model, key, real, where, range(settings.num_experts),
                           settings.expert_train_epochs, settings.dsa_strategy,
-                          settings.expert_batch)  # fmt: skip
+                          settings.expert_batch, settings.lr_teacher)  # fmt: skip
     num_params = sum(int(np.size(leaf)) for leaf in jax.tree.leaves(
         iterative.fresh_params(model, jax.random.key(0), real.image_shape)))  # fmt: skip
     return experts.ExpertStore(where, num_params)
