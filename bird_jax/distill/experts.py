@@ -107,7 +107,7 @@ def build_experts(
                if not path.is_file()]  # fmt: skip
     if missing:
         console.say(f"Training {len(missing)} expert(s) of {epochs} epochs into {directory}.")
-    progress = console.Progress(0, len(missing) * epochs)
+    progress = console.Progress(0, len(missing) * epochs, unit="epoch")  # of all experts
     progress.started(0)
     for done, (index, path) in enumerate(missing):
 
