@@ -36,8 +36,7 @@ def variant_results(results_dir: Path) -> dict[str, dict]:
         match = PATTERN.fullmatch(path.name)
         if match and match["method"] in defaults.METHODS:  # not distill_full_birds_*
             found[(match["method"], int(match["ipc"]))] = json.loads(path.read_text())
-    methods = [*defaults.CORESETS, *defaults.ITERATIVE, *defaults.REDUCTIONS]
-    order = sorted(found, key=lambda key: (methods.index(key[0]), key[1]))
+    order = sorted(found, key=lambda key: (study.METHOD_ORDER.index(key[0]), key[1]))
     variants = {f"{method}_ipc{ipc}": found[(method, ipc)] for method, ipc in order}
     full_runs = [json.loads(p.read_text()) for p in sorted(results_dir.glob("distill_full_birds*"))]
     if full_runs:

@@ -33,6 +33,8 @@ from bird_jax.signals import StopRequest
 from bird_jax.workdir import Workdir, read_json
 
 FULL = "full"  # the row of networks trained on the whole training split
+# Methods in reports and plots: the coresets, the iterative methods, the reductions.
+METHOD_ORDER = (*defaults.CORESETS, *defaults.ITERATIVE, *defaults.REDUCTIONS)
 
 
 def _changed(config: ml_collections.ConfigDict, reference: ml_collections.ConfigDict, prefix=""):
@@ -210,15 +212,14 @@ def _by_method(rows: Sequence[dict]) -> dict[str, list[dict]]:
 
 
 def method_colour(method: str):
-    """The method's colour in every plot of every report (tab20 without its greys, in the order
-    of coresets, iterative methods, reductions); the whole split's grey."""
+    """The method's colour in every plot of every report (tab20 without its greys, in
+    METHOD_ORDER); the whole split's grey."""
     from matplotlib import colormaps
 
     if method == FULL:
         return "grey"
-    order = [*defaults.CORESETS, *defaults.ITERATIVE, *defaults.REDUCTIONS]
     shades = [i for i in (*range(0, 20, 2), *range(1, 20, 2)) if i not in (14, 15)]
-    return colormaps["tab20"](shades[order.index(method) % len(shades)])
+    return colormaps["tab20"](shades[METHOD_ORDER.index(method) % len(shades)])
 
 
 def _plot_ipc(axes, rows: Sequence[dict], model: str) -> None:
