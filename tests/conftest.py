@@ -6,12 +6,18 @@ The tests check numerics and behaviour, never speed, so XLA skips most optimisat
 which runs as a user runs it): compiles take about half the time, results are the same up to
 float rounding.
 
+Every compiled program goes to a persistent compilation cache that lives for one pytest run and is
+shared by its workers and the processes tests start: the resume tests compile each run two or three
+times, and many tests compile the same small networks. Keys are the programs and XLA's options, so
+a hit is the executable a fresh compile would give; the directory is removed at the end of the run.
+
 JAX_PLATFORMS defaults to cpu. `benchmarks/device/check.sh` runs the GPU-relevant tests with
 JAX_PLATFORMS=cuda,cpu: the GPU is the default backend there, and the fake-device flag only
 gives the CPU beside it (used for FLOP counts) its eight devices.
 """
 
 import os
+import shutil
 import tempfile
 
 # Must happen before jax is imported anywhere.
@@ -20,11 +26,21 @@ os.environ["XLA_FLAGS"] = (
 ).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
+# The first process of a run (pytest itself, before xdist starts its workers) makes the cache.
+_OWN_COMPILATION_CACHE = "JAX_COMPILATION_CACHE_DIR" not in os.environ
+if _OWN_COMPILATION_CACHE:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="bird_jax_tests_xla_cache_")
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
 
 import pytest  # noqa: E402
 from absl import flags  # noqa: E402
 
 flags.FLAGS.mark_as_parsed()
+
+
+def pytest_unconfigure(config):
+    if _OWN_COMPILATION_CACHE:
+        shutil.rmtree(os.environ.pop("JAX_COMPILATION_CACHE_DIR"), ignore_errors=True)
 
 
 @pytest.fixture(autouse=True, scope="session")
