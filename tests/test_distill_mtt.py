@@ -134,10 +134,10 @@ def test_an_iterations_flops_count_every_unrolled_step(tmp_path):
     from bird_jax.efficiency import flops
 
     method, sharded, state = methods.start(
-        _config(syn_steps=5), toy_real(per_class=(8, 8, 8)), directory=tmp_path
+        _config(), toy_real(per_class=(8, 8, 8)), directory=tmp_path
     )
     key = jax.random.key(0)
-    step = functools.partial(method._step, unroll=True)  # all 5 steps written out: no loop
+    step = functools.partial(method._step, unroll=True)  # all 3 steps written out: no loop
     unrolled = flops.step_cost(step, *method.step_args(state, key)).total
     rolled = flops.step_cost(method.step, *method.step_args(state, key)).total
     assert method.flops_per_iteration(state, key, sharded) == pytest.approx(unrolled, rel=1e-3)
