@@ -7,9 +7,10 @@ which runs as a user runs it): compiles take about half the time, results are th
 float rounding.
 
 Every compiled program goes to a persistent compilation cache that lives for one pytest run and is
-shared by its workers and the processes tests start: the resume tests compile each run two or three
-times, and many tests compile the same small networks. Keys are the programs and XLA's options, so
-a hit is the executable a fresh compile would give; the directory is removed at the end of the run.
+shared by its workers and the single processes tests start (not the multi-process runs, see
+test_multiprocess): the resume tests compile each run two or three times, and many tests compile
+the same small networks. Keys are the programs and XLA's options, so a hit is the executable a
+fresh compile would give; the directory is removed at the end of the run.
 
 JAX_PLATFORMS defaults to cpu. `benchmarks/device/check.sh` runs the GPU-relevant tests with
 JAX_PLATFORMS=cuda,cpu: the GPU is the default backend there, and the fake-device flag only

@@ -36,13 +36,19 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _environment(devices: int) -> dict[str, str]:
+    """The processes' environment: `devices` fake CPU devices, and no persistent compilation cache
+    (as a user runs): with jax 0.10.0, a pair resumed after a SIGTERM stop hung at its first
+    evaluation when it shared the test run's cache (0.10.2 and 0.12 did not)."""
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+           "JAX_PLATFORMS": "cpu"}  # fmt: skip
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    return env
+
+
 def _start(workdir, devices: int, process_id: int = 0, num_processes: int = 1, port: int = 0):
     """One bird_jax.main training process on `devices` fake CPU devices."""
-    env = {
-        **os.environ,
-        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-        "JAX_PLATFORMS": "cpu",
-    }
+    env = _environment(devices)
     command = [sys.executable, "-m", "bird_jax.main", "--config=tests/tiny_config.py",
                f"--workdir={workdir}", *OVERRIDES]  # fmt: skip
     if num_processes > 1:
@@ -207,8 +213,7 @@ def test_a_process_that_raises_takes_the_other_down_within_the_timeout(tmp_path)
     port = _free_port()
     processes = [_start(tmp_path, 2, 0, 2, port)]
     command = processes[0].args
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-           "JAX_PLATFORMS": "cpu"}  # fmt: skip
+    env = _environment(2)
     flags = [arg.replace("--process_id=0", "--process_id=1") for arg in command[3:]]
     processes.append(subprocess.Popen(
         [sys.executable, "-c", _RAISES_AT_FIRST_EVALUATION, *flags], cwd=REPO, env=env,
