@@ -309,6 +309,10 @@ def test_command_writes_the_set_its_pictures_and_results_and_resumes_exactly(tmp
     assert efficiency["total"]["segments"] == 2 and efficiency["total"]["trained_steps"] == 4
     assert second["distill_kwh"] > first["distill_kwh"]
     assert efficiency["flops"]["per_step"] == pytest.approx(results["flops_per_iteration"])
+    # Asking for fewer iterations than the workdir's set has had is refused, the set kept.
+    with pytest.raises(ValueError, match="after 4 iterations, more than distill.iterations=2"):
+        _run(tmp_path, "resumed", iterations=2)
+    assert saved_iteration(resumed.path) == 4
 
 
 def test_a_sigterm_saves_and_stops_a_run_given_no_stop_request(tmp_path, monkeypatch):

@@ -137,6 +137,12 @@ def _loop(run: _Run, stop: StopRequest) -> tuple[SyntheticSet, int | None]:
     start = 0
     if restored:
         start, state = restored
+        if start > settings.iterations:
+            raise ValueError(
+                f"{workdir.path} holds a set after {start} iterations, more than "
+                f"distill.iterations={settings.iterations}: give {start} or more, or another "
+                "workdir."
+            )
         console.say(f"Resuming from iteration {start} ({workdir.path / 'distill_state.npz'}).")
     if start == settings.iterations:  # nothing left to run
         return run.keep(start, *current(state)), method.stored_values
