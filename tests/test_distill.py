@@ -309,6 +309,12 @@ def test_command_writes_the_set_its_pictures_and_results_and_resumes_exactly(tmp
     assert efficiency["total"]["segments"] == 2 and efficiency["total"]["trained_steps"] == 4
     assert second["distill_kwh"] > first["distill_kwh"]
     assert efficiency["flops"]["per_step"] == pytest.approx(results["flops_per_iteration"])
+    # The same command once more only evaluates the finished set, and still counts its FLOPs.
+    third, _ = _run(tmp_path, "resumed", iterations=4)
+    assert third["flops_per_iteration"] == pytest.approx(results["flops_per_iteration"])
+    assert resumed.read_efficiency()["flops"]["per_step"] == pytest.approx(
+        third["flops_per_iteration"]
+    )
     # Asking for fewer iterations than the workdir's set has had is refused, the set kept.
     with pytest.raises(ValueError, match="after 4 iterations, more than distill.iterations=2"):
         _run(tmp_path, "resumed", iterations=2)

@@ -144,19 +144,19 @@ def _loop(run: _Run, stop: StopRequest) -> tuple[SyntheticSet, int | None]:
                 "workdir."
             )
         console.say(f"Resuming from iteration {start} ({workdir.path / 'distill_state.npz'}).")
-    if start == settings.iterations:  # nothing left to run
-        return run.keep(start, *current(state)), method.stored_values
     loop_key = methods.keys(config)[1]
     accounting, clock = run.accounting, run.accounting.clock
+    total = method.flops_per_iteration(state, loop_key, sharded)
+    run.results["flops_per_iteration"] = total  # also where a finished set is only evaluated
+    if total:  # efficiency.json's FLOPs and MFU count one iteration as one step
+        devices = sharded.shards.num_devices
+        accounting.step_cost = flops.StepCost(total / devices, devices)
+    if start == settings.iterations:  # nothing left to run
+        return run.keep(start, *current(state)), method.stored_values
     if start == 0:
         synthetic = run.keep(0, *current(state))
         if 0 in settings.eval_at:  # the initial set: where the curve starts
             run.evaluate(0, synthetic, config.evaluation.models[:1])
-    total = method.flops_per_iteration(state, loop_key, sharded)
-    run.results["flops_per_iteration"] = total
-    if total:  # efficiency.json's FLOPs and MFU count one iteration as one step
-        devices = sharded.shards.num_devices
-        accounting.step_cost = flops.StepCost(total / devices, devices)
     progress = console.Progress(start, settings.iterations)
     eval_at = set(settings.eval_at) - {settings.iterations}
     for iteration in range(start, settings.iterations):
