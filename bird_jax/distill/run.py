@@ -137,12 +137,6 @@ def _loop(run: _Run, stop: StopRequest) -> tuple[SyntheticSet, int | None]:
     start = 0
     if restored:
         start, state = restored
-        if start > settings.iterations:
-            raise ValueError(
-                f"{workdir.path} holds a set after {start} iterations, more than "
-                f"distill.iterations={settings.iterations}: give {start} or more, or another "
-                "workdir."
-            )
         console.say(f"Resuming from iteration {start} ({workdir.path / 'distill_state.npz'}).")
     loop_key = methods.keys(config)[1]
     accounting, clock = run.accounting, run.accounting.clock
@@ -217,6 +211,14 @@ def distill_and_evaluate(
     check_images_per_class(counts, info.class_names, config.distill.ipc)
     reductions.check_budget(config, info.num_classes, int(min(counts)))
     check_space(workdir.path, config)
+    # A resumed run's efficiency.json keeps the earlier segments and sums them.
+    start = saved_iteration(workdir.path) if config.distill.method not in ONE_SHOT else 0
+    if start > config.distill.iterations:
+        raise ValueError(
+            f"{workdir.path} holds a set after {start} iterations, more than "
+            f"distill.iterations={config.distill.iterations}: give {start} or more, or another "
+            "workdir."
+        )
     workdir.create()
     workdir.write_config(config)
     console.say(f"Loading {data.train_split} and {data.eval_split} of {info.num_classes} classes.")
@@ -224,8 +226,6 @@ def distill_and_evaluate(
     test_images, test_labels = load_images(data, data.eval_split, info)
     num_classes, settings = real.num_classes, config.distill
     batch = min(settings.batch_real, int(real.counts.min()))
-    # A resumed run's efficiency.json keeps the earlier segments and sums them.
-    start = saved_iteration(workdir.path) if settings.method not in ONE_SHOT else 0
     accounting = efficiency.RunAccounting(
         config, images_per_step=num_classes * batch, workdir=workdir, start_step=start
     )
