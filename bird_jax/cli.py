@@ -84,8 +84,11 @@ def parse_flags(argv: list[str]) -> list[str]:
     return []
 
 
-def run(main: Callable[[list[str]], int | None]) -> None:
-    """absl's app.run(main), with user errors reported as one line and exit code 2."""
+def run(main: Callable[[list[str]], int | None], define_flags: Callable[[], None]) -> None:
+    """Defines the command's flags, then absl's app.run(main), with user errors reported as one
+    line and exit code 2. Commands define their flags only here, never on import, so that one
+    module can import another's functions although both have, say, --out or --split."""
+    define_flags()
 
     def guarded(argv: list[str]) -> int | None:
         if not flags.FLAGS["verbosity"].present:  # the terminal shows bird_jax's own lines

@@ -22,14 +22,15 @@ from bird_jax.config import pipeline_ops
 from bird_jax.workdir import NotARunError, Workdir, file_stem, read_json
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("out", "report", "Directory for report.md, report.csv and the plots.")
-# bird_jax.main defines --split too (same meaning); allow_override lets both be imported.
-flags.DEFINE_string(
-    "split",
-    None,
-    "Split whose eval_<split>.json to read (default: each run's data.eval_split).",
-    allow_override=True,
-)
+
+
+def define_flags() -> None:
+    """This command's flags (defined by cli.run, never on import)."""
+    flags.DEFINE_string("out", "report", "Directory for report.md, report.csv and the plots.")
+    flags.DEFINE_string(
+        "split", None, "Split whose eval_<split>.json to read (default: each run's eval_split)."
+    )
+
 
 DASH = "—"
 PLOTS = ("accuracy_vs_energy.png", "accuracy_vs_time.png", "throughput.png")
@@ -300,4 +301,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main, define_flags)

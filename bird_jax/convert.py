@@ -21,7 +21,7 @@ FLAGS = flags.FLAGS
 
 
 def define_flags() -> None:
-    """The command line's flags; defined only when run as a script (bird_jax.compare has --out)."""
+    """This command's flags (defined by cli.run, never on import)."""
     flags.DEFINE_string("model", None, "Registry model name, e.g. convnext_tiny, mobilenet_v2.")
     flags.DEFINE_string("out", None, "Output .npz path.")
     flags.DEFINE_integer("num_classes", 1000, "Class count the head is checked against.")
@@ -60,5 +60,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    define_flags()
-    cli.run(main)
+    cli.run(main, define_flags)

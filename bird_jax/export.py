@@ -43,8 +43,7 @@ FLAGS = flags.FLAGS
 
 
 def define_flags() -> None:
-    """The command line's flags; defined only when run as a script (bird_jax.predict's share
-    their names)."""
+    """This command's flags (defined by cli.run, never on import)."""
     flags.DEFINE_string("workdir", None, "Workdir of the training run to export.")
     flags.DEFINE_enum("format", None, FORMATS, "File format.")
     flags.DEFINE_string("out", None, "File to write (its folder must exist).")
@@ -193,5 +192,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    define_flags()
-    cli.run(main)
+    cli.run(main, define_flags)

@@ -21,24 +21,28 @@ from bird_jax.signals import Stopped, StopRequest
 from bird_jax.workdir import Workdir
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file(
-    "config", None, "Experiment config file (configs/*.py[:variant]).", lock_config=True
-)
-flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard events and reports.")
-flags.DEFINE_enum("mode", "train", ["train", "evaluate"], "Train (and resume), or evaluate only.")
-flags.DEFINE_string("split", None, "evaluate: split to evaluate (default: config.data.eval_split).")
-flags.DEFINE_enum("checkpoint", "latest", ["latest", "best"], "evaluate: which checkpoint.")
-flags.DEFINE_string(
-    "coordinator_address",
-    None,
-    "Multi-process: HOST:PORT of process 0 (or $JAX_COORDINATOR_ADDRESS).",
-)
-flags.DEFINE_integer("num_processes", None, "Multi-process: how many (or $JAX_NUM_PROCESSES).")
-flags.DEFINE_integer("process_id", None, "Multi-process: this one's index (or $JAX_PROCESS_ID).")
-flags.DEFINE_integer(
-    "distributed_timeout_s", 300, "Multi-process: start-up and dead-process detection timeout."
-)
-flags.mark_flag_as_required("workdir")
+
+
+def define_flags() -> None:
+    """This command's flags (defined by cli.run, never on import)."""
+    config_flags.DEFINE_config_file(
+        "config", None, "Experiment config file (configs/*.py[:variant]).", lock_config=True
+    )
+    flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard events, reports.")
+    flags.DEFINE_enum("mode", "train", ["train", "evaluate"], "Train (and resume), or evaluate.")
+    flags.DEFINE_string("split", None, "evaluate: split to evaluate (default: data.eval_split).")
+    flags.DEFINE_enum("checkpoint", "latest", ["latest", "best"], "evaluate: which checkpoint.")
+    flags.DEFINE_string(
+        "coordinator_address",
+        None,
+        "Multi-process: HOST:PORT of process 0 (or $JAX_COORDINATOR_ADDRESS).",
+    )
+    flags.DEFINE_integer("num_processes", None, "Multi-process: how many (or $JAX_NUM_PROCESSES).")
+    flags.DEFINE_integer("process_id", None, "Multi-process: this one's rank (or $JAX_PROCESS_ID).")
+    flags.DEFINE_integer(
+        "distributed_timeout_s", 300, "Multi-process: start-up and dead-process detection timeout."
+    )
+    flags.mark_flag_as_required("workdir")
 
 
 def main(argv: list[str]) -> None:
@@ -73,4 +77,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main, define_flags)

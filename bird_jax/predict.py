@@ -21,8 +21,7 @@ FLAGS = flags.FLAGS
 
 
 def define_flags() -> None:
-    """The command line's flags; defined only when run as a script, as bird_jax.export, which
-    restores runs with `Predictor`, defines --workdir and --checkpoint too."""
+    """This command's flags (defined by cli.run, never on import)."""
     flags.DEFINE_string("workdir", None, "Workdir of a training run (config.json, labels.json).")
     flags.DEFINE_string(
         "model", None, "A file written by bird_jax.export (.stablehlo, .tflite), not a workdir."
@@ -105,5 +104,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    define_flags()
-    cli.run(main)
+    cli.run(main, define_flags)

@@ -21,14 +21,18 @@ from bird_jax import augment, cli, data, figures
 from bird_jax.augment import gallery
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py[:variant]).")
-flags.DEFINE_string("out", "augmentations.png", "Where to write the PNG grid.")
-flags.DEFINE_string("split", None, "Split to draw images from (default: config.data.train_split).")
-flags.DEFINE_integer("num_images", 6, "Images per row (taken from different classes).")
-flags.DEFINE_integer("pipeline_rows", 2, "Rows of samples of the whole train pipeline.")
-flags.DEFINE_string("ops", None, "Ops to show one by one instead of data.train_pipeline's.")
-flags.DEFINE_integer("seed", 0, "Seed of the random augmentations.")
-flags.mark_flags_as_required(["config"])
+
+
+def define_flags() -> None:
+    """This command's flags (defined by cli.run, never on import)."""
+    config_flags.DEFINE_config_file("config", None, "Experiment config (configs/*.py[:variant]).")
+    flags.DEFINE_string("out", "augmentations.png", "Where to write the PNG grid.")
+    flags.DEFINE_string("split", None, "Split to draw images from (default: data.train_split).")
+    flags.DEFINE_integer("num_images", 6, "Images per row (taken from different classes).")
+    flags.DEFINE_integer("pipeline_rows", 2, "Rows of samples of the whole train pipeline.")
+    flags.DEFINE_string("ops", None, "Ops to show one by one instead of data.train_pipeline's.")
+    flags.DEFINE_integer("seed", 0, "Seed of the random augmentations.")
+    flags.mark_flags_as_required(["config"])
 
 
 def main(argv: list[str]) -> None:
@@ -50,4 +54,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main, define_flags)

@@ -51,8 +51,7 @@ FLAGS = flags.FLAGS
 
 
 def define_flags() -> None:
-    """The command line's flags; defined only when run as a script, as bird_jax.main and
-    bird_jax.predict define --config and --workdir too."""
+    """This command's flags (defined by cli.run, never on import)."""
     config_flags.DEFINE_config_file("config", None, "Config every variant starts from.")
     flags.DEFINE_string("workdir", None, "Study directory: one workdir per variant, and report/.")
     flags.DEFINE_string("study", None, "Which study (see STUDIES).")
@@ -60,12 +59,7 @@ def define_flags() -> None:
     flags.DEFINE_list("weights", [], "transfer: MODEL=PATH pretrained weights of each variant.")
     flags.DEFINE_list("ipcs", ["1", "10"], "distill: images per class of every method.")
     flags.DEFINE_integer("full_epochs", 100, "distill: epochs on the whole split (0: none).")
-    flags.DEFINE_string(
-        "split",
-        None,
-        "Split to evaluate and report (default: data.eval_split).",
-        allow_override=True,  # bird_jax.compare defines it too (same meaning)
-    )
+    flags.DEFINE_string("split", None, "Split to evaluate and report (default: data.eval_split).")
     flags.mark_flags_as_required(["config", "workdir", "study"])
 
 
@@ -249,5 +243,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    define_flags()
-    cli.run(main)
+    cli.run(main, define_flags)

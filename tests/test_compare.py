@@ -6,11 +6,19 @@ import subprocess
 import sys
 
 import pytest
+from absl import flags
 from absl.testing import flagsaver
 from PIL import Image
 
 from bird_jax import compare
 from bird_jax.workdir import NotARunError
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compare_flags():
+    """--out and --split, as `python -m bird_jax.compare` defines them (importing defines none)."""
+    if "out" not in flags.FLAGS:
+        compare.define_flags()
 
 
 def write_run(

@@ -171,8 +171,8 @@ def prepare_folder(root: str, name: str, data_dir: str | None, kaggle_handle: st
     return 0
 
 
-def _define_flags() -> None:
-    """Command-line flags, defined only when run as a program (importing defines none)."""
+def define_flags() -> None:
+    """This command's flags (defined by cli.run, never on import)."""
     flags.DEFINE_enum("dataset", None, DATASETS, "Dataset to prepare.", required=True)
     flags.DEFINE_string("data_dir", None, "TFDS data_dir (default ~/tensorflow_datasets).")
     flags.DEFINE_string(
@@ -199,5 +199,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    _define_flags()
-    cli.run(main)
+    cli.run(main, define_flags)

@@ -18,12 +18,16 @@ from bird_jax.signals import Stopped, StopRequest
 from bird_jax.workdir import Workdir
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file(
-    "config", None, "Distillation config (configs/distill/<method>.py:<dataset>_ipc<N>).",
-    lock_config=True,
-)  # fmt: skip
-flags.DEFINE_string("workdir", None, "Directory for the set, its checkpoints and reports.")
-flags.mark_flags_as_required(["config", "workdir"])
+
+
+def define_flags() -> None:
+    """This command's flags (defined by cli.run, never on import)."""
+    config_flags.DEFINE_config_file(
+        "config", None, "Distillation config (configs/distill/<method>.py:<dataset>_ipc<N>).",
+        lock_config=True,
+    )  # fmt: skip
+    flags.DEFINE_string("workdir", None, "Directory for the set, its checkpoints and reports.")
+    flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv: list[str]) -> None:
@@ -37,4 +41,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main, define_flags)
