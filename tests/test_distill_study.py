@@ -53,7 +53,7 @@ def test_a_small_study_writes_its_report_and_reruns_without_recomputing(tmp_path
                                                 "dm_ipc2", "full"]  # fmt: skip
     full = rows[-1]
     assert full["method"] == "full" and full["ipc"] > 100  # the digits' smallest class
-    assert all(0 <= row["convnet_mean"] <= 1 and row["total_kwh"] > 0 for row in rows)
+    assert all(0 <= row["convnet_mean"] <= 1 and row["convnet_train_kwh"] > 0 for row in rows)
     assert rows[2]["storage_bytes"] == 10 * 16 * 16 * 3  # DM, one image a class
     assert {row["optimizer"] for row in rows} == {"sgd"}  # the protocol's, for every set
     report = tmp_path / "report"
@@ -89,6 +89,21 @@ def test_the_table_names_an_evaluation_that_is_not_the_protocols_sgd():
     ])  # fmt: skip
     assert "| dm_ipc1 | 50.00 ± 0.00 | 300 |" in table and "| epochs |" in table
     assert "| frepo_ipc1 (adam evaluation) | 50.00 | 300 |" in table  # one run: no spread
+
+
+def test_the_energy_plot_adds_the_plotted_networks_training_to_the_distilling():
+    """A row whose evaluations ran in another order (the whole split's, merged from two runs)
+    is placed at its distilling plus one training run of the network on the y axis."""
+    from bird_jax.compare import figure_and_axes
+
+    row = {"variant": "full", "method": "full", "ipc": 23, "distill_kwh": 0.001,
+           "convnet_mean": 0.42, "convnet_train_kwh": 0.018,
+           "lightweight_cnn_mean": 0.27, "lightweight_cnn_train_kwh": 0.004}  # fmt: skip
+    for model, expected_wh in (("convnet", 19.0), ("lightweight_cnn", 5.0)):
+        _, axes = figure_and_axes()
+        study._plot_energy(axes, [row], model)
+        ((x, y),) = axes.collections[0].get_offsets()
+        assert (x, y) == pytest.approx((expected_wh, 100 * row[f"{model}_mean"]))
 
 
 def test_a_stopped_study_saves_the_variant_in_progress_and_resumes_it(tmp_path):

@@ -168,8 +168,6 @@ def read_row(name: str, path: Path) -> dict[str, Any]:
         row[f"{model}_mean"], row[f"{model}_std"] = evaluation["mean"], evaluation["std"]
         row[f"{model}_runs"] = evaluation["runs"]
         row[f"{model}_train_kwh"] = evaluation["kwh_per_run"]
-    first = final[0]["model"]
-    row["total_kwh"] = row["distill_kwh"] + row[f"{first}_train_kwh"]
     return row
 
 
@@ -245,7 +243,7 @@ def _plot_ipc(axes, rows: Sequence[dict], model: str) -> None:
 def _plot_energy(axes, rows: Sequence[dict], model: str) -> None:
     """Accuracy against distilling + one training run (Wh), points labelled with their IPC."""
     for method, group in _by_method(rows).items():
-        x = [1000 * r["total_kwh"] for r in group]
+        x = [1000 * (r["distill_kwh"] + r[f"{model}_train_kwh"]) for r in group]
         y = [100 * r[f"{model}_mean"] for r in group]
         label, marker = ("whole split", "s") if method == FULL else (method, "o")
         axes.scatter(x, y, label=label, color=method_colour(method), marker=marker)
